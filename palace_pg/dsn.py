@@ -1,0 +1,88 @@
+"""Where the target is, and how to connect to it without ever showing a password.
+
+Resolution order: an explicit DSN, then ``PALACE_PG_DSN``, then the embedded
+server.  Passwords belong in libpq's own sources (``PGPASSWORD``, ``.pgpass``,
+``PGSERVICE``); if one is written into a DSN anyway, it is used but never
+displayed: every DSN shown to a human comes from :func:`redact` or
+``conn.info.dsn`` (which libpq builds without the password).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .errors import TargetUnreachable
+
+ENV_DSN = "PALACE_PG_DSN"
+
+# key=value and URI spellings of a password; used only to scrub text we did not build.
+_PASSWORD_PATTERNS = [
+    re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE),
+    re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)"),
+    re.compile(r"([?&]password=)([^&\s]*)", re.IGNORECASE),
+]
+
+
+def scrub(text: str) -> str:
+    """Remove anything that looks like a password from free text (error messages, logs)."""
+    text = _PASSWORD_PATTERNS[0].sub(r"\1***", text)
+    text = _PASSWORD_PATTERNS[1].sub(r"\1***\3", text)
+    return _PASSWORD_PATTERNS[2].sub(r"\1***", text)
+
+
+def redact(dsn: str) -> str:
+    """The DSN as key=value text with the password removed."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        # libpq's parse error echoes the input; show nothing of it.
+        return "<unparseable DSN>"
+    params.pop("password", None)
+    return make_conninfo(**params)
+
+
+def resolve_dsn(dsn: str | None = None) -> str:
+    """The DSN to use: explicit, else $PALACE_PG_DSN, else the embedded server's."""
+    if dsn:
+        return dsn
+    if os.environ.get(ENV_DSN):
+        return os.environ[ENV_DSN]
+    from .server import EmbeddedServer
+
+    return EmbeddedServer.from_env().url()
+
+
+def connect(dsn: str | None = None, *, autocommit: bool = False, vector: bool = True,
+            application_name: str = "palace_pg") -> psycopg.Connection:
+    """Open a connection; errors carry a redacted DSN, never libpq's echo of it."""
+    target = resolve_dsn(dsn)
+    try:
+        params = conninfo_to_dict(target)
+    except psycopg.ProgrammingError:
+        raise TargetUnreachable(
+            "the target DSN could not be parsed",
+            "pass a libpq DSN such as 'postgresql://user@host:5432/db' or 'host=… dbname=…'; "
+            "keep the password in PGPASSWORD or ~/.pgpass",
+        ) from None
+    params.setdefault("application_name", application_name)
+    try:
+        conn = psycopg.connect(make_conninfo(**params), autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        raise TargetUnreachable(
+            f"cannot connect to {redact(target)}: {scrub(str(exc)).strip()}",
+            "start the embedded server with `palace-pg db start`, or check host, port, user and "
+            "the password source (PGPASSWORD / ~/.pgpass)",
+        ) from None
+    if vector:
+        from pgvector.psycopg import register_vector
+
+        try:
+            register_vector(conn)
+        except psycopg.ProgrammingError:
+            # `vector` type not installed yet: preflight reports it with the fix.
+            pass
+    return conn

@@ -1,0 +1,29 @@
+"""Shared fixtures: the real embedded PostgreSQL (no mocks) and fresh databases per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from palace_pg.server import EmbeddedServer
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> EmbeddedServer:
+    """The embedded server, started if needed (CI starts it before pytest)."""
+    server = EmbeddedServer.from_env()
+    if not server.running():
+        server.start()
+    return server
+
+
+@pytest.fixture
+def fresh_db(pg_server: EmbeddedServer):
+    """A brand-new database with vector and age; dropped after the test.  Yields its DSN."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    dsn = pg_server.create_database(name)
+    yield dsn
+    if not os.environ.get("PALACE_PG_KEEP_TEST_DB"):
+        pg_server.drop_database(name)
