@@ -1,0 +1,537 @@
+"""The knowledge graph in Apache AGE: one vertex label for entities, one edge label for triples.
+
+Layout (graph ``palace_pg.target.schema.GRAPH``)::
+
+    (:Entity {id, name, type, properties, created_at, rowid})
+    (:Entity)-[:RELATES {id, subject, predicate, object, valid_from, valid_to, confidence,
+                         source_closet, source_file, source_drawer_id, adapter_name,
+                         extracted_at, rowid}]->(:Entity)
+
+Every sqlite column is a property of the same name, holding the value sqlite
+holds (``properties`` stays the JSON *text* sqlite stores).  A NULL column is an
+absent property (AGE drops null properties on CREATE), which reads back as None.
+``rowid`` keeps sqlite's rowid: mempalace's unordered queries answer in rowid
+order and ``dump_rows`` pages by it, so parity needs it.
+
+The predicate is a property, not a label: labels cannot be bound parameters, and
+arbitrary predicates as labels would mean pasting data into Cypher.
+
+Missing endpoints.  sqlite does not enforce the triples→entities foreign keys,
+so a palace may hold a triple whose subject or object has no entity row.  An
+AGE edge needs two vertices, so such an endpoint gets a *placeholder* vertex
+``{id, placeholder: true}``.  Placeholders are not entities: ``read_entities``,
+``stats`` and every name lookup skip them, and queries that join names (as
+sqlite's do) skip triples touching them, exactly as sqlite's inner JOIN does.
+A later ``add_entity``/``add_triple``/load of that id turns the placeholder into
+the real entity in place.  Nothing is dropped; ``bulk_load`` counts them.
+
+Security: values reach Cypher only as one bound agtype parameter map
+(``%s::agtype`` with a JSON string, server-side binding) and SQL only as bound
+parameters; graph and label names are the constants below.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Iterable, Iterator
+
+import psycopg
+from psycopg import sql
+
+from ..target import schema
+from .errors import KgIntegrityError
+from .store import ENTITY_COLUMNS, TABLES, TRIPLE_COLUMNS
+from .values import check_storable
+
+log = logging.getLogger(__name__)
+
+GRAPH = schema.GRAPH
+ENTITY_LABEL = "Entity"
+EDGE_LABEL = "RELATES"
+_LABELS = {"entities": ENTITY_LABEL, "triples": EDGE_LABEL}
+for _name in (GRAPH, ENTITY_LABEL, EDGE_LABEL):
+    # These are spliced into Cypher text; keep them to a safe alphabet.
+    assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{2,62}", _name), _name
+
+# (index name, label, property, unique).  Unique ids mirror sqlite's PRIMARY KEYs
+# and catch a duplicate edge (AGE issue #2296) instead of answering twice.
+INDEXES = [
+    ("kg_entity_id", ENTITY_LABEL, "id", True),
+    ("kg_entity_name", ENTITY_LABEL, "name", False),
+    ("kg_entity_rowid", ENTITY_LABEL, "rowid", False),
+    ("kg_triple_id", EDGE_LABEL, "id", True),
+    ("kg_triple_predicate", EDGE_LABEL, "predicate", False),
+    ("kg_triple_rowid", EDGE_LABEL, "rowid", False),
+]
+
+
+# ── SQL / Cypher plumbing ─────────────────────────────────────────────────────
+
+
+def _label_table(label: str) -> sql.Composed:
+    return sql.Identifier(GRAPH, label)
+
+
+def _prop(name: str, alias: str | None = None) -> sql.Composed:
+    """The property accessor expression the btree indexes are built on (must match exactly)."""
+    column = sql.Identifier(alias, "properties") if alias else sql.Identifier("properties")
+    return sql.SQL("ag_catalog.agtype_access_operator(VARIADIC ARRAY[{}, {}::ag_catalog.agtype])").format(
+        column, sql.Literal(json.dumps(name))
+    )
+
+
+def _cypher(body: str, *, tail: str = "") -> sql.Composed:
+    """``SELECT x::json FROM cypher(GRAPH, $$body$$, %s::agtype)``: one row per map or list returned.
+
+    ``body`` is a constant of this module: it must not contain ``%`` or ``$$``.
+    ``tail`` is constant SQL appended after the call (ORDER BY ... with bound params).
+    """
+    assert "%" not in body and "$$" not in body
+    return sql.SQL(
+        "SELECT x::json FROM ag_catalog.cypher({graph}, $$ {body} $$, %s::ag_catalog.agtype) "
+        "AS (x ag_catalog.agtype) {tail}"
+    ).format(graph=sql.Literal(GRAPH), body=sql.SQL(body), tail=sql.SQL(tail))
+
+
+def _params(values: dict) -> str:
+    # allow_nan=False: a NaN/Infinity would be accepted by agtype but break every read.
+    return json.dumps(values, ensure_ascii=False, allow_nan=False)
+
+
+def _run(conn: psycopg.Connection, body: str, values: dict, *, tail: str = "", extra: tuple = ()) -> list:
+    with conn.cursor() as cur:
+        cur.execute(_cypher(body, tail=tail), [_params(values), *extra])
+        return [r[0] for r in cur.fetchall()]
+
+
+def _ensure_age_search_path(conn: psycopg.Connection) -> None:
+    """AGE resolves its agtype operators by search_path: put ag_catalog on it if missing.
+
+    Transaction-local (like SET LOCAL) so the caller's session is left as it was,
+    except in autocommit mode where a local setting would not outlive the statement.
+    """
+    path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+    if "ag_catalog" in [p.strip().strip('"') for p in path.split(",")]:
+        return
+    local = not conn.autocommit
+    conn.execute("SELECT set_config('search_path', %s, %s)", [f"{path}, ag_catalog", local])
+
+
+# ── schema ────────────────────────────────────────────────────────────────────
+
+
+def _label_exists(conn: psycopg.Connection, label: str) -> bool:
+    return conn.execute(
+        "SELECT 1 FROM ag_catalog.ag_label l JOIN ag_catalog.ag_graph g ON g.graphid = l.graph "
+        "WHERE g.name = %s AND l.name = %s",
+        [GRAPH, label],
+    ).fetchone() is not None
+
+
+def ensure_graph(conn: psycopg.Connection) -> None:
+    """Create the graph, its two labels and the property indexes if missing.  Idempotent, never commits."""
+    _ensure_age_search_path(conn)
+    schema.create_graph(conn)
+    # create_graph may have set a transaction-local search_path; keep ag_catalog on it.
+    _ensure_age_search_path(conn)
+    if not _label_exists(conn, ENTITY_LABEL):
+        conn.execute("SELECT ag_catalog.create_vlabel(%s, %s)", [GRAPH, ENTITY_LABEL])
+    if not _label_exists(conn, EDGE_LABEL):
+        conn.execute("SELECT ag_catalog.create_elabel(%s, %s)", [GRAPH, EDGE_LABEL])
+    for name, label, prop, unique in INDEXES:
+        conn.execute(
+            sql.SQL("CREATE {unique} INDEX IF NOT EXISTS {name} ON {table} USING btree ({expr})").format(
+                unique=sql.SQL("UNIQUE" if unique else ""),
+                name=sql.Identifier(name),
+                table=_label_table(label),
+                expr=_prop(prop),
+            )
+        )
+
+
+def graph_exists(conn: psycopg.Connection) -> bool:
+    return _label_exists(conn, EDGE_LABEL) and _label_exists(conn, ENTITY_LABEL)
+
+
+# ── rows ⇄ properties ─────────────────────────────────────────────────────────
+
+
+def _props(row: dict, columns: Iterable[str]) -> dict:
+    """The property map stored for a row: nulls left out (AGE drops them anyway)."""
+    out = {c: row[c] for c in columns if row.get(c) is not None}
+    if row.get("rowid") is not None:
+        out["rowid"] = int(row["rowid"])
+    return out
+
+
+def _row(props: dict, columns: Iterable[str]) -> dict:
+    out = {c: props.get(c) for c in columns}
+    out["rowid"] = props.get("rowid")
+    return out
+
+
+# ── bulk load (the migration's fast route) ────────────────────────────────────
+
+_STAGE_V = "_palace_pg_kg_stage_v"
+_STAGE_E = "_palace_pg_kg_stage_e"
+
+
+def _seq_for(conn: psycopg.Connection, label: str) -> str:
+    """The label's id sequence, as a regclass text (AGE names it in ag_label.seq_name)."""
+    row = conn.execute(
+        "SELECT quote_ident(g.namespace::regnamespace::text) || '.' || quote_ident(l.seq_name::text) "
+        "FROM ag_catalog.ag_label l JOIN ag_catalog.ag_graph g ON g.graphid = l.graph "
+        "WHERE g.name = %s AND l.name = %s",
+        [GRAPH, label],
+    ).fetchone()
+    return row[0]
+
+
+def bulk_load(conn: psycopg.Connection, entities: Iterable[dict], triples: Iterable[dict]) -> dict:
+    """Load sqlite rows into the graph with COPY + INSERT … SELECT (no per-edge Cypher).
+
+    Idempotent: an entity whose id is already a (non-placeholder) vertex and a
+    triple whose id is already an edge are skipped, so a resumed load finishes
+    the job.  A triple whose subject/object has no entity row gets a placeholder
+    vertex (see the module docstring); nothing is dropped.  Values are stored as
+    given (they come from sqlite already); a NUL or non-finite float raises
+    :class:`KgValueRejected` before anything is written.  Runs in the caller's
+    transaction and never commits.
+
+    Returns ``{entities_inserted, entities_skipped, placeholders_upgraded,
+    triples_inserted, triples_skipped, placeholders_created,
+    triples_missing_endpoint}``.
+    """
+    ensure_graph(conn)
+    v_table, e_table = _label_table(ENTITY_LABEL), _label_table(EDGE_LABEL)
+    with conn.cursor() as cur:
+        for stage in (_STAGE_V, _STAGE_E):
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(stage)))
+        # key_ag is the id as agtype, comparable with the indexed property expression.
+        cur.execute(sql.SQL(
+            "CREATE TEMP TABLE {} (key text PRIMARY KEY, props text NOT NULL, key_ag ag_catalog.agtype, "
+            "gid ag_catalog.graphid, state text) ON COMMIT DROP").format(sql.Identifier(_STAGE_V)))
+        cur.execute(sql.SQL(
+            "CREATE TEMP TABLE {} (key text PRIMARY KEY, s text NOT NULL, o text NOT NULL, props text NOT NULL, "
+            "key_ag ag_catalog.agtype, state text) ON COMMIT DROP").format(sql.Identifier(_STAGE_E)))
+
+        n_in_v = 0
+        with cur.copy(sql.SQL("COPY {} (key, props) FROM STDIN").format(sql.Identifier(_STAGE_V))) as cp:
+            for row in entities:
+                if row.get("id") is None or row.get("name") is None:
+                    raise KgIntegrityError(f"entity row {row!r} has no id or name (sqlite declares them NOT NULL)")
+                check_storable("entities", row)
+                cp.write_row((row["id"], _params(_props(row, ENTITY_COLUMNS))))
+                n_in_v += 1
+        n_in_e = 0
+        with cur.copy(sql.SQL("COPY {} (key, s, o, props) FROM STDIN").format(sql.Identifier(_STAGE_E))) as cp:
+            for row in triples:
+                if any(row.get(c) is None for c in ("id", "subject", "predicate", "object")):
+                    raise KgIntegrityError(
+                        f"triple row {row.get('id')!r} lacks id/subject/predicate/object (NOT NULL in sqlite)")
+                check_storable("triples", row)
+                cp.write_row((row["id"], row["subject"], row["object"], _params(_props(row, TRIPLE_COLUMNS))))
+                n_in_e += 1
+
+        for stage in (_STAGE_V, _STAGE_E):
+            cur.execute(sql.SQL("UPDATE {} SET key_ag = to_json(key)::text::ag_catalog.agtype").format(
+                sql.Identifier(stage)))
+            cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
+
+        # Entities: existing real vertex → skip; existing placeholder → upgrade in place; else new.
+        cur.execute(sql.SQL(
+            "UPDATE {stage} s SET gid = v.id, "
+            "state = CASE WHEN {ph} IS NULL THEN 'skip' ELSE 'upgrade' END "
+            "FROM {vt} v WHERE {idv} = s.key_ag").format(
+                stage=sql.Identifier(_STAGE_V), vt=v_table, idv=_prop("id", "v"), ph=_prop("placeholder", "v")))
+        cur.execute(sql.SQL(
+            "UPDATE {vt} v SET properties = s.props::ag_catalog.agtype FROM {stage} s "
+            "WHERE s.state = 'upgrade' AND v.id = s.gid").format(vt=v_table, stage=sql.Identifier(_STAGE_V)))
+        upgraded = cur.rowcount
+        cur.execute(sql.SQL(
+            "UPDATE {stage} SET state = 'new', gid = ag_catalog._graphid("
+            "ag_catalog._label_id(%s, %s)::int, nextval(%s::regclass)) WHERE state IS NULL").format(
+                stage=sql.Identifier(_STAGE_V)), [GRAPH, ENTITY_LABEL, _seq_for(conn, ENTITY_LABEL)])
+        cur.execute(sql.SQL(
+            "INSERT INTO {vt} (id, properties) SELECT gid, props::ag_catalog.agtype FROM {stage} "
+            "WHERE state = 'new'").format(vt=v_table, stage=sql.Identifier(_STAGE_V)))
+        inserted_v = cur.rowcount
+
+        # Triples: skip ids already stored as edges.
+        cur.execute(sql.SQL(
+            "UPDATE {stage} s SET state = 'skip' FROM {et} e WHERE {ide} = s.key_ag").format(
+                stage=sql.Identifier(_STAGE_E), et=e_table, ide=_prop("id", "e")))
+        skipped_e = cur.rowcount
+
+        # Endpoints of the new edges with no vertex anywhere → placeholders.
+        cur.execute(sql.SQL(
+            "CREATE TEMP TABLE _palace_pg_kg_stage_ends ON COMMIT DROP AS "
+            "SELECT DISTINCT k AS key, to_json(k)::text::ag_catalog.agtype AS key_ag, "
+            "NULL::ag_catalog.graphid AS gid FROM {stage} e, LATERAL (VALUES (e.s), (e.o)) AS x(k) "
+            "WHERE e.state IS NULL").format(stage=sql.Identifier(_STAGE_E)))
+        cur.execute(sql.SQL(
+            "UPDATE _palace_pg_kg_stage_ends n SET gid = v.id FROM {vt} v WHERE {idv} = n.key_ag").format(
+                vt=v_table, idv=_prop("id", "v")))
+        cur.execute(sql.SQL(
+            "UPDATE _palace_pg_kg_stage_ends SET gid = ag_catalog._graphid("
+            "ag_catalog._label_id(%s, %s)::int, nextval(%s::regclass)) WHERE gid IS NULL "
+            "RETURNING key"), [GRAPH, ENTITY_LABEL, _seq_for(conn, ENTITY_LABEL)])
+        missing = [r[0] for r in cur.fetchall()]
+        if missing:
+            log.warning("%d triple endpoint(s) have no entity row; placeholder vertices created (e.g. %r)",
+                        len(missing), missing[:3])
+            cur.execute(sql.SQL(
+                "INSERT INTO {vt} (id, properties) SELECT gid, "
+                "ag_catalog.agtype_build_map('id', key, 'placeholder', true) "
+                "FROM _palace_pg_kg_stage_ends WHERE key = ANY(%s)").format(vt=v_table), [missing])
+        cur.execute(sql.SQL(
+            "SELECT count(*) FROM {stage} e WHERE e.state IS NULL AND (e.s = ANY(%s) OR e.o = ANY(%s))").format(
+                stage=sql.Identifier(_STAGE_E)), [missing, missing])
+        missing_endpoint = cur.fetchone()[0]
+
+        cur.execute(sql.SQL(
+            "INSERT INTO {et} (start_id, end_id, properties) "
+            "SELECT a.gid, b.gid, e.props::ag_catalog.agtype FROM {stage} e "
+            "JOIN _palace_pg_kg_stage_ends a ON a.key = e.s JOIN _palace_pg_kg_stage_ends b ON b.key = e.o "
+            "WHERE e.state IS NULL").format(et=e_table, stage=sql.Identifier(_STAGE_E)))
+        inserted_e = cur.rowcount
+        cur.execute("DROP TABLE _palace_pg_kg_stage_ends")
+        for stage in (_STAGE_V, _STAGE_E):
+            cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(stage)))
+
+    counts = {
+        "entities_inserted": inserted_v + upgraded,
+        "entities_skipped": n_in_v - inserted_v - upgraded,
+        "placeholders_upgraded": upgraded,
+        "triples_inserted": inserted_e,
+        "triples_skipped": skipped_e,
+        "placeholders_created": len(missing),
+        "triples_missing_endpoint": missing_endpoint,
+    }
+    if inserted_e + skipped_e != n_in_e:
+        # Cannot happen (every endpoint resolves); refuse rather than lose a row silently.
+        raise KgIntegrityError(f"bulk_load stored {inserted_e}+{skipped_e} of {n_in_e} triples", **counts)
+    log.info("kg bulk_load: %s", counts)
+    return counts
+
+
+# ── full reads (verification) ─────────────────────────────────────────────────
+
+
+def _all_props(conn: psycopg.Connection, label: str) -> Iterator[dict]:
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT properties::json FROM {}").format(_label_table(label)))
+        for (props,) in cur:
+            yield props
+
+
+def read_entities(conn: psycopg.Connection) -> list[dict]:
+    """Every entity row (placeholders excluded) as sqlite returns it, plus ``rowid``; ordered by id."""
+    if not graph_exists(conn):
+        return []
+    rows = [_row(p, ENTITY_COLUMNS) for p in _all_props(conn, ENTITY_LABEL) if not p.get("placeholder")]
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def read_triples(conn: psycopg.Connection) -> list[dict]:
+    """Every triple row as sqlite returns it, plus ``rowid``; ordered by id."""
+    if not graph_exists(conn):
+        return []
+    return sorted((_row(p, TRIPLE_COLUMNS) for p in _all_props(conn, EDGE_LABEL)), key=lambda r: r["id"])
+
+
+def table_columns(table: str) -> tuple[str, ...]:
+    return TABLES[table]
+
+
+# ── the KGStore implementation used by AgeKnowledgeGraph ──────────────────────
+
+# Cypher bodies.  Lookups use `WHERE n.id = $id` (not `{id: $id}`, which AGE turns
+# into a containment seq scan) so the expression btrees above are used.
+_ENTITY_PROPS = "id: $id, name: $name, type: $type, properties: $properties, created_at: $created_at, rowid: $rowid"
+_TRIPLE_PROPS = (
+    "id: $id, subject: $subject, predicate: $predicate, object: $object, valid_from: $valid_from, "
+    "valid_to: $valid_to, confidence: $confidence, source_closet: $source_closet, source_file: $source_file, "
+    "source_drawer_id: $source_drawer_id, adapter_name: $adapter_name, extracted_at: $extracted_at, rowid: $rowid"
+)
+Q_VERTEX = f"MATCH (n:{ENTITY_LABEL}) WHERE n.id = $id RETURN properties(n)"
+Q_CREATE_ENTITY = f"CREATE (n:{ENTITY_LABEL} {{{_ENTITY_PROPS}}}) RETURN [1]"
+Q_REPLACE_ENTITY = (
+    f"MATCH (n:{ENTITY_LABEL}) WHERE n.id = $id SET n.name = $name, n.type = $type, "
+    "n.properties = $properties, n.created_at = $created_at, n.rowid = $rowid, n.placeholder = null RETURN [1]"
+)
+Q_CREATE_PLACEHOLDER = f"CREATE (n:{ENTITY_LABEL} {{id: $id, placeholder: true}}) RETURN [1]"
+Q_OPEN_TRIPLES = (
+    f"MATCH (a:{ENTITY_LABEL})-[r:{EDGE_LABEL}]->(b:{ENTITY_LABEL}) "
+    "WHERE a.id = $subject AND b.id = $object AND r.predicate = $predicate AND r.valid_to IS NULL "
+    "RETURN properties(r)"
+)
+Q_TRIPLE = f"MATCH ()-[r:{EDGE_LABEL}]->() WHERE r.id = $id RETURN properties(r)"
+Q_CREATE_TRIPLE = (
+    f"MATCH (a:{ENTITY_LABEL}), (b:{ENTITY_LABEL}) WHERE a.id = $subject AND b.id = $object "
+    f"CREATE (a)-[r:{EDGE_LABEL} {{{_TRIPLE_PROPS}}}]->(b) RETURN [1]"
+)
+Q_DELETE_TRIPLE = f"MATCH ()-[r:{EDGE_LABEL}]->() WHERE r.id = $id DELETE r RETURN [1]"
+Q_SET_VALID_TO = f"MATCH ()-[r:{EDGE_LABEL}]->() WHERE r.id = $id SET r.valid_to = $valid_to RETURN [1]"
+_NAMED = "RETURN {t: properties(r), s: a.name, o: b.name}"
+Q_OUTGOING = f"MATCH (a:{ENTITY_LABEL})-[r:{EDGE_LABEL}]->(b:{ENTITY_LABEL}) WHERE a.id = $id {_NAMED}"
+Q_INCOMING = f"MATCH (a:{ENTITY_LABEL})-[r:{EDGE_LABEL}]->(b:{ENTITY_LABEL}) WHERE b.id = $id {_NAMED}"
+Q_PREDICATE = f"MATCH (a:{ENTITY_LABEL})-[r:{EDGE_LABEL}]->(b:{ENTITY_LABEL}) WHERE r.predicate = $predicate {_NAMED}"
+Q_ALL_NAMED = (
+    f"MATCH (a:{ENTITY_LABEL})-[r:{EDGE_LABEL}]->(b:{ENTITY_LABEL}) "
+    "WHERE a.placeholder IS NULL AND b.placeholder IS NULL {_NAMED}"
+).replace("{_NAMED}", _NAMED)
+# sqlite compares TEXT bytewise; COLLATE "C" on UTF-8 is the same order whatever the database collation.
+_TIMELINE_ORDER = (
+    "ORDER BY (x::json -> 't' ->> 'valid_from') COLLATE \"C\" ASC NULLS LAST, "
+    "(x::json -> 't' ->> 'id') COLLATE \"C\" ASC LIMIT %s OFFSET %s"
+)
+
+
+def _named(item: dict) -> dict:
+    """A triple row with the display names of its ends (None for a placeholder end)."""
+    row = _row(item["t"], TRIPLE_COLUMNS)
+    row["subject_name"] = item.get("s")
+    row["object_name"] = item.get("o")
+    return row
+
+
+def _by_rowid(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: (r["rowid"] is None, r["rowid"] or 0))
+
+
+class AgeStore:
+    """:class:`~palace_pg.kg.store.KGStore` over the AGE graph, in the given connection's transaction."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+
+    # lifecycle
+    def ensure_schema(self) -> None:
+        ensure_graph(self.conn)
+
+    def prepare_session(self) -> None:
+        _ensure_age_search_path(self.conn)
+
+    def lock_writes(self) -> None:
+        # One writer at a time, like sqlite: makes "check open triple, then insert" and
+        # rowid = max + 1 safe between processes sharing the graph.
+        self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"palace_pg.kg:{GRAPH}"])
+
+    # entities
+    def _vertex(self, entity_id: str) -> dict | None:
+        found = _run(self.conn, Q_VERTEX, {"id": entity_id})
+        return found[0] if found else None
+
+    def get_entities(self, ids: Iterable[str]) -> dict[str, dict]:
+        out = {}
+        for eid in dict.fromkeys(ids):
+            props = self._vertex(eid)
+            if props is not None and not props.get("placeholder"):
+                out[eid] = _row(props, ENTITY_COLUMNS)
+        return out
+
+    def put_entity(self, row: dict) -> None:
+        check_storable("entities", row)
+        values = {c: row.get(c) for c in ENTITY_COLUMNS} | {"rowid": row.get("rowid")}
+        if self._vertex(row["id"]) is None:
+            _run(self.conn, Q_CREATE_ENTITY, values)
+        else:
+            # In place, so the entity's edges stay attached (sqlite's REPLACE keeps them by id).
+            _run(self.conn, Q_REPLACE_ENTITY, values)
+
+    def ensure_endpoints(self, ids: Iterable[str]) -> int:
+        created = 0
+        for eid in dict.fromkeys(ids):
+            if self._vertex(eid) is None:
+                _run(self.conn, Q_CREATE_PLACEHOLDER, {"id": eid})
+                created += 1
+        return created
+
+    def entity_candidates(self, entity_id: str, name: str, name_patterns: list[str],
+                          id_patterns: list[str]) -> list[dict]:
+        # A superset of sqlite's LIKE matches (ILIKE folds more than ASCII); the caller
+        # applies sqlite's exact rule.  No index serves LIKE '% x': a scan, on the miss path only.
+        with self.conn.cursor() as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT p FROM (SELECT properties::json AS p FROM {vt}) v "
+                    "WHERE p ->> 'placeholder' IS NULL AND (p ->> 'id' = %s OR p ->> 'name' = %s "
+                    "OR p ->> 'name' ILIKE ANY(%s) OR p ->> 'id' ILIKE ANY(%s))"
+                ).format(vt=_label_table(ENTITY_LABEL)),
+                [entity_id, name, name_patterns, id_patterns],
+            )
+            return _by_rowid([_row(r[0], ENTITY_COLUMNS) for r in cur.fetchall()])
+
+    # triples
+    def open_triples(self, subject: str, predicate: str, obj: str) -> list[dict]:
+        found = _run(self.conn, Q_OPEN_TRIPLES, {"subject": subject, "predicate": predicate, "object": obj})
+        return _by_rowid([_row(p, TRIPLE_COLUMNS) for p in found])
+
+    def get_triple(self, triple_id: str) -> dict | None:
+        found = _run(self.conn, Q_TRIPLE, {"id": triple_id})
+        return _row(found[0], TRIPLE_COLUMNS) if found else None
+
+    def put_triple(self, row: dict) -> None:
+        check_storable("triples", row)
+        values = {c: row.get(c) for c in TRIPLE_COLUMNS} | {"rowid": row.get("rowid")}
+        # Replace semantics: the stored edge may point elsewhere, so delete and recreate.
+        _run(self.conn, Q_DELETE_TRIPLE, {"id": row["id"]})
+        self.ensure_endpoints([row["subject"], row["object"]])
+        created = _run(self.conn, Q_CREATE_TRIPLE, values)
+        if len(created) != 1:
+            raise KgIntegrityError(f"triple {row['id']!r}: edge not created ({len(created)} rows)")
+
+    def set_valid_to(self, triple_ids: list[str], valid_to: str) -> None:
+        for tid in triple_ids:
+            _run(self.conn, Q_SET_VALID_TO, {"id": tid, "valid_to": valid_to})
+
+    def triples_of(self, entity_id: str, direction: str) -> list[dict]:
+        query = {"outgoing": Q_OUTGOING, "incoming": Q_INCOMING}[direction]
+        return _by_rowid([_named(x) for x in _run(self.conn, query, {"id": entity_id})])
+
+    def triples_with_predicate(self, predicate: str) -> list[dict]:
+        return _by_rowid([_named(x) for x in _run(self.conn, Q_PREDICATE, {"predicate": predicate})])
+
+    def timeline(self, entity_id: str | None, limit: int, offset: int) -> list[dict]:
+        if entity_id is None:
+            return [_named(x) for x in _run(self.conn, Q_ALL_NAMED, {}, tail=_TIMELINE_ORDER, extra=(limit, offset))]
+        touching = {r["id"]: r for d in ("outgoing", "incoming") for r in self.triples_of(entity_id, d)}
+        named = [r for r in touching.values() if r["subject_name"] is not None and r["object_name"] is not None]
+        named.sort(key=lambda r: (r["valid_from"] is None, r["valid_from"] or "", r["id"]))
+        return named[offset:offset + limit]
+
+    def count_triples(self, entity_id: str | None = None) -> int:
+        if entity_id is None:
+            return self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_label_table(EDGE_LABEL))).fetchone()[0]
+        return len({r["id"] for d in ("outgoing", "incoming") for r in self.triples_of(entity_id, d)})
+
+    def stats(self) -> dict:
+        vt, et = _label_table(ENTITY_LABEL), _label_table(EDGE_LABEL)
+        entities = self.conn.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(vt, _prop("placeholder"))).fetchone()[0]
+        triples, current = self.conn.execute(
+            sql.SQL("SELECT count(*), count(*) FILTER (WHERE {} IS NULL) FROM {}").format(_prop("valid_to"), et)
+        ).fetchone()
+        predicates = [r[0] for r in self.conn.execute(sql.SQL(
+            "SELECT DISTINCT (properties::json ->> 'predicate') COLLATE \"C\" AS p FROM {} ORDER BY 1").format(et))]
+        return {"entities": entities, "triples": triples, "current_facts": current, "predicates": predicates}
+
+    # replication / verification
+    def next_rowid(self, table: str) -> int:
+        label = _LABELS[table]
+        top = self.conn.execute(
+            sql.SQL("SELECT max({})::text FROM {}").format(_prop("rowid"), _label_table(label))).fetchone()[0]
+        return int(top) + 1 if top is not None else 1
+
+    def rows(self, table: str, after_rowid: int = 0, limit: int | None = None) -> list[dict]:
+        label = _LABELS[table]
+        query = sql.SQL("SELECT properties::json FROM {} WHERE {} > %s::text::ag_catalog.agtype ORDER BY {} {}").format(
+            _label_table(label), _prop("rowid"), _prop("rowid"),
+            sql.SQL("LIMIT %s") if limit is not None else sql.SQL(""))
+        params = [str(int(after_rowid))] + ([int(limit)] if limit is not None else [])
+        with self.conn.cursor() as cur:
+            cur.execute(query, params)
+            return [_row(r[0], TABLES[table]) for r in cur.fetchall()]

@@ -1,0 +1,93 @@
+"""The storage interface the knowledge-graph class talks to, and the row shapes it moves.
+
+``AgeKnowledgeGraph`` holds the MemPalace semantics (id derivation, temporal
+rules, idempotency, sqlite's ordering); a ``KGStore`` only stores and fetches
+rows.  ``AgeStore`` is the Apache AGE implementation; a managed server without
+AGE can get a plain-tables store behind the same methods.
+
+Rows are plain dicts keyed by sqlite's column names (``ENTITY_COLUMNS``,
+``TRIPLE_COLUMNS``) plus ``rowid``, with the Python types ``sqlite3`` returns.
+Every method runs inside the connection's current transaction and never commits.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Protocol, runtime_checkable
+
+ENTITY_COLUMNS = ("id", "name", "type", "properties", "created_at")
+TRIPLE_COLUMNS = (
+    "id",
+    "subject",
+    "predicate",
+    "object",
+    "valid_from",
+    "valid_to",
+    "confidence",
+    "source_closet",
+    "source_file",
+    "source_drawer_id",
+    "adapter_name",
+    "extracted_at",
+)
+TABLES = {"entities": ENTITY_COLUMNS, "triples": TRIPLE_COLUMNS}
+
+
+@runtime_checkable
+class KGStore(Protocol):
+    """What the knowledge-graph class needs from a storage engine."""
+
+    # -- lifecycle ---------------------------------------------------------
+    def ensure_schema(self) -> None:
+        """Create the graph/tables and indexes if missing (idempotent)."""
+
+    def lock_writes(self) -> None:
+        """Serialise writers until the current transaction ends (sqlite has one writer too)."""
+
+    # -- entities ----------------------------------------------------------
+    def get_entities(self, ids: Iterable[str]) -> dict[str, dict]:
+        """Stored entity rows by id (placeholders excluded)."""
+
+    def put_entity(self, row: dict) -> None:
+        """Insert the entity, or replace the stored one with the same id (keeps its edges)."""
+
+    def ensure_endpoints(self, ids: Iterable[str]) -> int:
+        """Make sure a node exists for each id so an edge can attach; returns how many placeholders were created."""
+
+    def entity_candidates(self, ilike_patterns: list[str], exact: list[str]) -> list[dict]:
+        """Entities (id, name, rowid) whose name or id may match; a superset, filtered by the caller."""
+
+    # -- triples -----------------------------------------------------------
+    def open_triples(self, subject: str, predicate: str, obj: str) -> list[dict]:
+        """Triples (subject, predicate, object) with valid_to NULL, rowid order."""
+
+    def get_triple(self, triple_id: str) -> dict | None:
+        """One triple row by id."""
+
+    def put_triple(self, row: dict) -> None:
+        """Insert the triple, or replace the stored one with the same id."""
+
+    def set_valid_to(self, triple_ids: list[str], valid_to: str) -> None:
+        """Close the given triples."""
+
+    def triples_of(self, entity_id: str, direction: str) -> list[dict]:
+        """Triples whose subject ('outgoing') or object ('incoming') is the entity, with
+        ``subject_name``/``object_name`` (None when that end has no entity row), rowid order."""
+
+    def triples_with_predicate(self, predicate: str) -> list[dict]:
+        """Triples with this predicate, with both names, rowid order."""
+
+    def timeline(self, entity_id: str | None, limit: int, offset: int) -> list[dict]:
+        """Triples with both ends named, ordered valid_from ASC NULLS LAST, id (bytewise)."""
+
+    def count_triples(self, entity_id: str | None = None) -> int:
+        """All triples, or those touching the entity."""
+
+    def stats(self) -> dict:
+        """entities, triples, current_facts, distinct predicates (sorted bytewise)."""
+
+    # -- replication / verification -----------------------------------------
+    def next_rowid(self, table: str) -> int:
+        """sqlite's rowid for the next insert into ``table``: max(rowid) + 1."""
+
+    def rows(self, table: str, after_rowid: int = 0, limit: int | None = None) -> list[dict]:
+        """Rows of ``table`` in rowid order (placeholders excluded), with ``rowid``."""

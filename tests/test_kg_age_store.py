@@ -1,0 +1,73 @@
+"""palace_pg.kg.age_store: graph setup, the bulk-load route and the full reads the verify phase uses."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from palace_pg.kg import AgeStore, KgValueRejected, bulk_load, ensure_graph, read_entities, read_triples
+from palace_pg.kg.store import ENTITY_COLUMNS, TRIPLE_COLUMNS
+
+
+def _entity(i: int, **kw) -> dict:
+    row = {"id": f"e{i}", "name": f"E {i}", "type": "person", "properties": '{"k": 1}',
+           "created_at": "2026-01-02 03:04:05", "rowid": i + 1}
+    return row | kw
+
+
+def _triple(i: int, s: str, o: str, **kw) -> dict:
+    row = {c: None for c in TRIPLE_COLUMNS} | {
+        "id": f"t{i}", "subject": s, "predicate": "knows", "object": o, "valid_from": "2026-01-01",
+        "confidence": 0.1 + 0.2, "extracted_at": "2026-01-02 03:04:05", "rowid": i + 1}
+    return row | kw
+
+
+@pytest.fixture
+def conn(fresh_db):
+    with psycopg.connect(fresh_db) as c:
+        yield c
+
+
+def test_ensure_graph_is_idempotent_and_indexes_exist(conn):
+    ensure_graph(conn)
+    ensure_graph(conn)
+    conn.commit()
+    names = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'mempalace_kg'")}
+    assert {"kg_entity_id", "kg_entity_name", "kg_triple_id", "kg_triple_rowid"} <= names
+
+
+def test_bulk_load_round_trips_every_column_and_is_idempotent(conn):
+    ents = [_entity(i) for i in range(50)] + [_entity(50, type=None, properties=None, created_at=None)]
+    trips = [_triple(i, f"e{i % 51}", f"e{(i * 7) % 51}") for i in range(200)]
+    trips[3] |= {"valid_to": "2026-05-01T00:00:00Z", "source_closet": "c", "source_file": "f",
+                 "source_drawer_id": "d", "adapter_name": "a", "confidence": None}
+    first = bulk_load(conn, ents, trips)
+    assert first["entities_inserted"] == 51 and first["triples_inserted"] == 200
+    again = bulk_load(conn, ents, trips)
+    assert again["entities_skipped"] == 51 and again["triples_skipped"] == 200
+    assert again["entities_inserted"] == again["triples_inserted"] == 0
+    conn.commit()
+    keys = set(ENTITY_COLUMNS) | {"rowid"}
+    assert read_entities(conn) == sorted(({k: e.get(k) for k in keys} for e in ents), key=lambda r: r["id"])
+    assert read_triples(conn) == sorted(trips, key=lambda r: r["id"])
+
+
+def test_bulk_load_keeps_a_triple_whose_endpoint_has_no_entity(conn):
+    counts = bulk_load(conn, [_entity(1)], [_triple(1, "e1", "ghost"), _triple(2, "ghost", "ghost")])
+    assert counts["placeholders_created"] == 1 and counts["triples_missing_endpoint"] == 2
+    assert counts["triples_inserted"] == 2
+    assert [t["id"] for t in read_triples(conn)] == ["t1", "t2"]
+    # The placeholder is not an entity ...
+    assert [e["id"] for e in read_entities(conn)] == ["e1"]
+    # ... until the entity row arrives, which upgrades it in place (edges stay attached).
+    counts = bulk_load(conn, [_entity(2, id="ghost", name="Ghost")], [])
+    assert counts["placeholders_upgraded"] == 1
+    assert [e["id"] for e in read_entities(conn)] == ["e1", "ghost"]
+    assert len(AgeStore(conn).triples_of("ghost", "incoming")) == 2
+
+
+def test_bulk_load_refuses_nul_before_writing(conn):
+    with pytest.raises(KgValueRejected, match="NUL"):
+        bulk_load(conn, [_entity(1, name="a\x00b")], [])
+    conn.rollback()
+    assert read_entities(conn) == []
