@@ -133,6 +133,10 @@ def _label_exists(conn: psycopg.Connection, label: str) -> bool:
 def ensure_graph(conn: psycopg.Connection) -> None:
     """Create the graph, its two labels and the property indexes if missing.  Idempotent, never commits."""
     _ensure_age_search_path(conn)
+    if graph_exists(conn) and _missing_indexes(conn) == []:
+        return  # the common case: no DDL, no table locks
+    # Two processes opening a fresh database must not both create the graph.
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"palace_pg.kg.ddl:{GRAPH}"])
     schema.create_graph(conn)
     # create_graph may have set a transaction-local search_path; keep ag_catalog on it.
     _ensure_age_search_path(conn)
@@ -140,7 +144,8 @@ def ensure_graph(conn: psycopg.Connection) -> None:
         conn.execute("SELECT ag_catalog.create_vlabel(%s, %s)", [GRAPH, ENTITY_LABEL])
     if not _label_exists(conn, EDGE_LABEL):
         conn.execute("SELECT ag_catalog.create_elabel(%s, %s)", [GRAPH, EDGE_LABEL])
-    for name, label, prop, unique in INDEXES:
+    for name, label, prop, unique in _missing_indexes(conn):
+        log.info("creating index %s on %s.%s(%s)", name, GRAPH, label, prop)
         conn.execute(
             sql.SQL("CREATE {unique} INDEX IF NOT EXISTS {name} ON {table} USING btree ({expr})").format(
                 unique=sql.SQL("UNIQUE" if unique else ""),
@@ -149,6 +154,11 @@ def ensure_graph(conn: psycopg.Connection) -> None:
                 expr=_prop(prop),
             )
         )
+
+
+def _missing_indexes(conn: psycopg.Connection) -> list[tuple[str, str, str, bool]]:
+    present = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", [GRAPH])}
+    return [ix for ix in INDEXES if ix[0] not in present]
 
 
 def graph_exists(conn: psycopg.Connection) -> bool:
@@ -383,6 +393,10 @@ Q_ALL_NAMED = (
     f"MATCH (a:{ENTITY_LABEL})-[r:{EDGE_LABEL}]->(b:{ENTITY_LABEL}) "
     "WHERE a.placeholder IS NULL AND b.placeholder IS NULL {_NAMED}"
 ).replace("{_NAMED}", _NAMED)
+Q_OPEN_NAMED = (
+    f"MATCH (a:{ENTITY_LABEL})-[r:{EDGE_LABEL}]->(b:{ENTITY_LABEL}) "
+    f"WHERE r.valid_to IS NULL AND a.placeholder IS NULL AND b.placeholder IS NULL {_NAMED}"
+)
 # sqlite compares TEXT bytewise; COLLATE "C" on UTF-8 is the same order whatever the database collation.
 _TIMELINE_ORDER = (
     "ORDER BY (x::json -> 't' ->> 'valid_from') COLLATE \"C\" ASC NULLS LAST, "
@@ -502,6 +516,9 @@ class AgeStore:
         named = [r for r in touching.values() if r["subject_name"] is not None and r["object_name"] is not None]
         named.sort(key=lambda r: (r["valid_from"] is None, r["valid_from"] or "", r["id"]))
         return named[offset:offset + limit]
+
+    def open_named_triples(self) -> list[dict]:
+        return _by_rowid([_named(x) for x in _run(self.conn, Q_OPEN_NAMED, {})])
 
     def count_triples(self, entity_id: str | None = None) -> int:
         if entity_id is None:

@@ -79,6 +79,9 @@ class KGStore(Protocol):
     def timeline(self, entity_id: str | None, limit: int, offset: int) -> list[dict]:
         """Triples with both ends named, ordered valid_from ASC NULLS LAST, id (bytewise)."""
 
+    def open_named_triples(self) -> list[dict]:
+        """Open triples (valid_to NULL) with both ends named, rowid order."""
+
     def count_triples(self, entity_id: str | None = None) -> int:
         """All triples, or those touching the entity."""
 

@@ -96,8 +96,8 @@ BASE_DDL = [
         collection text NOT NULL,
         id text NOT NULL,
         reason text NOT NULL,
-        payload jsonb NOT NULL,
-        vector bytea,
+        payload bytea NOT NULL,  -- JSON (ensure_ascii, NaN allowed) of id, document, metadata
+        vector bytea,             -- float32 little-endian, as read
         PRIMARY KEY (collection, id))""").format(qualified("rejects")),
     sql.SQL("""CREATE TABLE IF NOT EXISTS {} (
         path text PRIMARY KEY,

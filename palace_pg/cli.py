@@ -1,0 +1,364 @@
+"""The `palace-pg` command line.  The library is quiet; this module presents.
+
+Exit codes: 0 success, 1 error, 2 usage, 3 preflight refusal (or a lock / a
+changed source), 4 verification failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import PalacePgError
+
+log = logging.getLogger("palace_pg.cli")
+
+
+# -- presentation helpers -----------------------------------------------------------------
+def _print_json(value) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    line = "  ".join(c.ljust(widths[c]) for c in columns)
+    out = [line, "  ".join("-" * widths[c] for c in columns)]
+    out += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(out)
+
+
+_MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+
+
+def _print_checks(checks) -> None:
+    for c in checks:
+        c = c if isinstance(c, dict) else c.__dict__
+        print(f"  [{_MARK.get(c['status'], c['status'])}] {c['name']}: {c['detail']}")
+        if c.get("fix") and c["status"] != "ok":
+            print(f"         fix: {c['fix']}")
+
+
+class _Bars:
+    """One tqdm bar per (phase, unit), on stderr."""
+
+    def __init__(self) -> None:
+        from tqdm.auto import tqdm
+
+        self._tqdm = tqdm
+        self._bars: dict = {}
+
+    def __call__(self, event) -> None:
+        key = (event.phase, event.unit)
+        if not event.total or not event.unit:
+            if event.message and event.message != "done":
+                print(f"== {event.phase}: {event.message}", file=sys.stderr)
+            return
+        bar = self._bars.get(key)
+        if bar is None:
+            bar = self._bars[key] = self._tqdm(total=event.total, desc=f"{event.phase}:{event.unit}",
+                                               unit="row", file=sys.stderr, leave=True, initial=0)
+        bar.n = event.done
+        bar.refresh()
+        if event.done >= event.total:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+
+
+# -- commands -----------------------------------------------------------------------------
+def _server(args):
+    from .server import EmbeddedServer
+
+    server = EmbeddedServer.from_env()
+    if getattr(args, "port", None):
+        server.port = args.port
+    if getattr(args, "data_dir", None):
+        server.data_dir = Path(args.data_dir)
+    return server
+
+
+def cmd_db(args) -> int:
+    server = _server(args)
+    if args.action == "start":
+        facts = server.start(durable=False if args.fast else (True if args.durable else None))
+    elif args.action == "stop":
+        facts = server.stop()
+    elif args.action == "install":
+        facts = {"runtime": str(server.install(force=args.force))}
+    elif args.action == "url":
+        print(server.url())
+        return 0
+    else:
+        facts = server.status()
+    if args.json:
+        _print_json(facts)
+    else:
+        for k, v in facts.items():
+            print(f"{k:>15}: {v}")
+    return 0 if args.action != "status" or facts.get("running") else 1
+
+
+def cmd_make_palace(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .source.generate import make_palace
+
+    bar = tqdm(total=args.drawers, desc="drawers", unit="row", file=sys.stderr)
+
+    def progress(done, total):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        facts = make_palace(args.out, drawers=args.drawers, seed=args.seed, progress=progress)
+    finally:
+        bar.close()
+    _print_json(facts)
+    return 0
+
+
+def _options(args):
+    from .engine import phase_range
+    from .phases.base import MigrationOptions
+
+    only = args.phase or phase_range(getattr(args, "from_phase", None), getattr(args, "to_phase", None))
+    return MigrationOptions(palace=Path(args.palace), dsn=args.dsn, batch_size=args.batch_size,
+                            work_dir=Path(args.work_dir) if args.work_dir else None, restart=args.restart,
+                            only=only, ef_search=args.ef_search)
+
+
+def cmd_preflight(args) -> int:
+    from .engine import preflight
+
+    report = preflight(args.palace, args.dsn, work_dir=args.work_dir)
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        print(f"preflight of {args.palace}")
+        _print_checks(report.checks)
+        print(f"estimate: {report.estimate_seconds}")
+    return 0 if report.ok else 3
+
+
+def cmd_migrate(args) -> int:
+    from .engine import migrate, plan
+
+    options = _options(args)
+    if args.dry_run:
+        result = plan(options)
+        if args.json:
+            _print_json(result)
+        else:
+            _print_checks(result["preflight"]["checks"])
+            for p in result["phases"]:
+                print(f"\n== {p['phase']} ({p['state']}): {p['title']}")
+                print(json.dumps(p.get("plan", {}), indent=2, default=str))
+            print(f"\nestimate (s): {result['estimate_seconds']}\n(dry run: nothing was written)")
+        return 0 if result["preflight"]["ok"] else 3
+    bars = None if args.json or args.no_progress else _Bars()
+    try:
+        summary = migrate(options, progress=bars)
+    finally:
+        if bars:
+            bars.close()
+    if args.json:
+        _print_json(summary)
+    else:
+        _print_checks([c for c in summary["preflight"]["checks"] if c["status"] != "ok"])
+        if summary["status"] == "already-done":
+            print(summary["message"])
+        else:
+            print(f"\nmigration {summary['status']} in {summary['elapsed_seconds']} s "
+                  f"({'resumed' if summary['resumed'] else 'fresh'}); phases: {summary['phase_seconds']}")
+            verify = summary["results"].get("verify")
+            if isinstance(verify, dict) and "collections" in verify:
+                rows = [{"collection": k, **{kk: v.get(kk) for kk in ("source_rows", "target_rows", "rejected")},
+                         "recall@10": v.get("recall", {}).get("recall_at_10", "")} for k, v in verify["collections"].items()]
+                print(_table(rows, ["collection", "source_rows", "target_rows", "rejected", "recall@10"]))
+            done = summary["results"].get("done")
+            if isinstance(done, dict) and done.get("cutover"):
+                print("\ncutover steps:")
+                for i, step in enumerate(done["cutover"], 1):
+                    print(f"  {i}. {step}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .engine import status
+
+    result = status(args.dsn)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"target: {result['target']}  complete: {result['complete']}")
+    print(_table(result["checkpoints"], ["phase", "unit", "state", "batches", "rows_done", "updated_at"]))
+    return 0
+
+
+def cmd_cutover(args) -> int:
+    from .cutover import cutover
+
+    if not args.yes:
+        print("the cutover renames the Chroma palace aside; rerun with --yes to confirm", file=sys.stderr)
+        return 2
+    _print_json(cutover(args.palace, args.dsn))
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    from .cutover import rollback
+
+    if not args.yes:
+        print("rollback renames folders back; rerun with --yes to confirm", file=sys.stderr)
+        return 2
+    _print_json(rollback(args.palace))
+    return 0
+
+
+def cmd_runbooks(args) -> int:
+    from .runbook.evidence import run_runbooks
+
+    result = run_runbooks(palace=args.palace, evidence=args.evidence, dsn=args.dsn, confirm=args.confirm,
+                          parameters=dict(kv.split("=", 1) for kv in args.param or []))
+    _print_json(result)
+    return 0 if result.get("ok") else 1
+
+
+def cmd_demo(args) -> int:
+    """The README's main job: server, a generated palace, the migration (and the runbooks when present)."""
+    from .server import EmbeddedServer
+
+    server = EmbeddedServer.from_env()
+    print(f"== embedded PostgreSQL: {server.start()['extensions']}", file=sys.stderr)
+    demo = Path(args.dir).resolve()
+    palace = demo / "palace"
+    if not palace.exists():
+        from .source.generate import make_palace
+
+        print(f"== generating a {args.drawers}-drawer demo palace in {palace}", file=sys.stderr)
+        make_palace(palace, drawers=args.drawers, seed=0)
+    dsn = server.create_database(args.database)
+    if args.runbooks:
+        from .runbook.evidence import run_runbooks
+
+        result = run_runbooks(palace=palace, evidence=demo / "evidence", dsn=dsn, confirm=True)
+        _print_json(result)
+        return 0 if result.get("ok") else 1
+    ns = argparse.Namespace(palace=str(palace), dsn=dsn, batch_size=5000, work_dir=None, restart=False, phase=None,
+                            ef_search=100, dry_run=False, json=False, no_progress=False)
+    return cmd_migrate(ns)
+
+
+# -- parser -------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="palace-pg", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"palace_pg {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="the embedded PostgreSQL 18.6 + AGE + pgvector server")
+    db.add_argument("action", choices=["start", "stop", "status", "url", "install"])
+    db.add_argument("--fast", action="store_true", help="fsync off: for tests only, never for real data")
+    db.add_argument("--durable", action="store_true", help="switch a fast server back to durable")
+    db.add_argument("--port", type=int)
+    db.add_argument("--data-dir")
+    db.add_argument("--force", action="store_true", help="with install: rebuild the runtime")
+    db.add_argument("--json", action="store_true")
+    db.set_defaults(func=cmd_db)
+
+    mk = sub.add_parser("make-palace", help="write a deterministic MemPalace palace for demos and tests")
+    mk.add_argument("out")
+    mk.add_argument("--drawers", type=int, default=1000)
+    mk.add_argument("--seed", type=int, default=0)
+    mk.set_defaults(func=cmd_make_palace)
+
+    def target(sp):
+        sp.add_argument("--dsn", default=None, help="target DSN (default $PALACE_PG_DSN, else the embedded server); "
+                        "keep the password in PGPASSWORD or ~/.pgpass")
+
+    pf = sub.add_parser("preflight", help="read-only checks of source and target")
+    pf.add_argument("--palace", required=True)
+    target(pf)
+    pf.add_argument("--work-dir")
+    pf.add_argument("--json", action="store_true")
+    pf.set_defaults(func=cmd_preflight)
+
+    mg = sub.add_parser("migrate", help="run (or resume) the migration")
+    mg.add_argument("--palace", "--from", dest="palace", required=True, help="the Chroma palace folder")
+    mg.add_argument("--to", dest="dsn_to", default=None, help=argparse.SUPPRESS)
+    target(mg)
+    mg.add_argument("--batch-size", type=int, default=5000)
+    mg.add_argument("--dry-run", action="store_true", help="show the plan; change nothing")
+    mg.add_argument("--restart", action="store_true", help="discard the target's copy and start again")
+    mg.add_argument("--resume", action="store_true", help="(the default) continue from the checkpoints")
+    mg.add_argument("--phase", action="append", help="run only this phase (repeatable)")
+    mg.add_argument("--from-phase", dest="from_phase")
+    mg.add_argument("--to-phase", dest="to_phase")
+    mg.add_argument("--ef-search", type=int, default=100)
+    mg.add_argument("--work-dir", help="where the source snapshot is copied (default: $PALACE_PG_WORK_DIR or /tmp)")
+    mg.add_argument("--json", action="store_true", help="print the JSON summary")
+    mg.add_argument("--no-progress", action="store_true")
+    mg.set_defaults(func=cmd_migrate)
+
+    st = sub.add_parser("status", help="the target's checkpoint table")
+    target(st)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    co = sub.add_parser("cutover", help="move the Chroma palace aside; leave a postgres palace in its place")
+    co.add_argument("--palace", required=True)
+    target(co)
+    co.add_argument("--yes", action="store_true")
+    co.set_defaults(func=cmd_cutover)
+
+    rb = sub.add_parser("rollback", help="undo the cutover (renames only)")
+    rb.add_argument("--palace", required=True)
+    rb.add_argument("--yes", action="store_true")
+    rb.set_defaults(func=cmd_rollback)
+
+    rn = sub.add_parser("runbooks", help="run 01→03 with papermill and archive the evidence")
+    rn.add_argument("--palace", required=True)
+    rn.add_argument("--evidence", required=True)
+    target(rn)
+    rn.add_argument("--confirm", action="store_true", help="pass the write gate of 02_migrate")
+    rn.add_argument("-p", "--param", action="append", help="extra notebook parameter NAME=VALUE")
+    rn.set_defaults(func=cmd_runbooks)
+
+    de = sub.add_parser("demo", help="start the server, generate a demo palace, migrate it")
+    de.add_argument("--dir", default="demo")
+    de.add_argument("--drawers", type=int, default=2000)
+    de.add_argument("--database", default="palace_demo")
+    de.add_argument("--runbooks", action="store_true", help="run the three runbooks and archive the evidence")
+    de.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "dsn_to", None) and not getattr(args, "dsn", None):
+        args.dsn = args.dsn_to
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except PalacePgError as exc:
+        print(f"palace-pg: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("palace-pg: interrupted; rerun to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The cutover and its rollback: the only operations that touch the palace folder, and only by renaming.
+
+Cutover moves the Chroma palace aside to ``<palace>.chromadb-backup-<stamp>``
+(never deleted), recreates the palace folder with palace_pg's marker and the
+palace's small files (embedder sidecar, origin.json, …) so MemPalace detects
+the ``postgres`` backend there.  It refuses unless the target holds a verified
+migration of exactly the palace on disk now.  Rollback renames back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from pathlib import Path
+
+from psycopg import sql
+
+from .dsn import connect, redact
+from .errors import PalacePgError
+from .marker import MARKER_NAME, Marker, has_marker
+from .source.snapshot import hash_palace
+from .target import schema, state
+
+log = logging.getLogger(__name__)
+
+BACKUP_INFIX = ".chromadb-backup-"
+
+
+def cutover_steps(palace: Path, dsn_display: str) -> list[str]:
+    palace = Path(palace)
+    return [
+        "Stop every MemPalace writer: the MCP server, palace-daemon, miners and hooks.",
+        f"Run the cutover: `palace-pg cutover --palace {palace} --yes` (or the second gate in 02_migrate). It "
+        f"moves the Chroma palace to {palace.name}{BACKUP_INFIX}<date> (kept, never deleted) and leaves "
+        f"{palace} holding {MARKER_NAME}, which points at {dsn_display} (no password).",
+        "Select the AGE knowledge graph: export MEMPALACE_KG_BACKEND=age (or \"kg_backend\": \"age\" in "
+        "mempalace's config.json).",
+        "Keep the password out of config files: PGPASSWORD or ~/.pgpass for the MemPalace processes.",
+        f"Smoke test: `mempalace --palace {palace} status`, `mempalace --palace {palace} search \"…\"`, and a KG "
+        "query (`palace-pg smoke --palace …` runs all three).",
+        "Start the MemPalace processes again.",
+        f"Rollback at any time: `palace-pg rollback --palace {palace}` renames the Chroma backup back "
+        f"(writes made on PostgreSQL since the cutover stay only in PostgreSQL).",
+    ]
+
+
+def _stamp(now: dt.datetime | None = None) -> str:
+    return (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+
+
+def cutover(palace: str | os.PathLike, dsn: str | None = None, *, now: dt.datetime | None = None) -> dict:
+    """Move the Chroma palace aside and leave a palace_pg palace in its place.  Returns what was done."""
+    palace = Path(palace).expanduser().resolve()
+    if has_marker(palace):
+        raise PalacePgError(f"{palace} is already cut over (it holds {MARKER_NAME})", "nothing to do")
+    if not (palace / "chroma.sqlite3").is_file():
+        raise PalacePgError(f"{palace} is not a Chroma palace", "pass the palace that was migrated")
+    with connect(dsn) as conn:
+        if not (state.schema_exists(conn) and state.is_done(conn, "verify") and state.is_done(conn, "done")):
+            raise PalacePgError("the target holds no complete, verified migration",
+                                "run `palace-pg migrate` to the end (phase 6 verify must pass) first")
+        recorded = state.get_meta(conn, "source_manifest") or {}
+        from .source.kg_reader import resolve_kg_path
+
+        current = hash_palace(palace, resolve_kg_path(palace))
+        want = {rel: info["sha256"] for rel, info in recorded.items()}
+        if current != want:
+            changed = sorted(set(current.items()) ^ set(want.items()))
+            raise PalacePgError(
+                f"the palace changed since it was migrated ({len(changed)} file(s), e.g. {changed[0][0]})",
+                "rerun `palace-pg migrate --restart` so the target holds what is on disk now, then cut over",
+            )
+        palace_id = state.get_meta(conn, "palace_id")
+        files = conn.execute(sql.SQL("SELECT path, content FROM {} WHERE path LIKE 'palace/%%' ORDER BY path")
+                             .format(schema.qualified("files"))).fetchall()
+        fingerprint = state.get_meta(conn, "source_fingerprint")
+        target_dsn = dsn or conn.info.dsn
+        backup = palace.with_name(f"{palace.name}{BACKUP_INFIX}{_stamp(now)}")
+        if backup.exists():
+            raise PalacePgError(f"{backup} already exists", "wait a second and retry")
+        os.rename(palace, backup)  # atomic on one filesystem; the backup is never deleted
+        try:
+            palace.mkdir()
+            for rel, content in files:
+                dest = palace / rel.removeprefix("palace/")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(content)
+            marker = Marker.for_target(palace_id, target_dsn, source_fingerprint=fingerprint,
+                                       migrated_at=state.get_meta(conn, "migrated_at"),
+                                       extra={"chroma_backup": str(backup)})
+            marker.write(palace)
+        except BaseException:
+            # put the Chroma palace back exactly as it was
+            if palace.exists():
+                os.rename(palace, palace.with_name(f"{palace.name}.failed-cutover-{_stamp()}"))
+            os.rename(backup, palace)
+            raise
+        with conn.transaction():
+            state.set_meta(conn, "cutover", {"at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                                             "backup": str(backup), "palace": str(palace)})
+    log.info("cut over %s; Chroma palace kept at %s", palace, backup)
+    return {"palace": str(palace), "backup": str(backup), "marker": str(palace / MARKER_NAME),
+            "files_restored": [f[0] for f in files], "target": redact(target_dsn)}
+
+
+def latest_backup(palace: Path) -> Path | None:
+    backups = sorted(palace.parent.glob(f"{palace.name}{BACKUP_INFIX}*"))
+    return backups[-1] if backups else None
+
+
+def rollback(palace: str | os.PathLike, *, now: dt.datetime | None = None) -> dict:
+    """Put the Chroma palace back; the PostgreSQL-side folder is kept beside it."""
+    palace = Path(palace).expanduser().resolve()
+    backup = latest_backup(palace)
+    if backup is None:
+        raise PalacePgError(f"no {palace.name}{BACKUP_INFIX}* folder next to {palace}", "nothing to roll back")
+    if not has_marker(palace):
+        raise PalacePgError(f"{palace} holds no {MARKER_NAME}: it is not a cut-over palace",
+                            "check the path; rollback only renames folders palace_pg created")
+    aside = palace.with_name(f"{palace.name}.postgres-{_stamp(now)}")
+    os.rename(palace, aside)
+    os.rename(backup, palace)
+    return {"palace": str(palace), "restored_from": str(backup), "postgres_folder_kept_at": str(aside)}

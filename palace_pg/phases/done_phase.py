@@ -1,0 +1,23 @@
+"""Phase 7: record the run and show the cutover.  No config file is changed by the tool."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ..cutover import cutover_steps
+from ..target import state
+from .base import RunContext
+
+
+class DonePhase:
+    name = "done"
+    title = "Record the run and show the cutover steps"
+
+    def describe(self, ctx: RunContext) -> dict:
+        return {"cutover": cutover_steps(ctx.source.path, ctx.conn.info.dsn)}
+
+    def run(self, ctx: RunContext) -> dict:
+        with ctx.conn.transaction():
+            state.set_meta(ctx.conn, "migrated_at", dt.datetime.now(dt.timezone.utc).isoformat())
+            state.set_meta(ctx.conn, "migrated_by_run", str(ctx.run_id))
+        return {"cutover": cutover_steps(ctx.source.path, ctx.conn.info.dsn)}

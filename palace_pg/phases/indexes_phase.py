@@ -1,0 +1,109 @@
+"""Phase 4: indexes after the load — HNSW (cosine), GIN on metadata, btrees, full text.
+
+Each index is built by a plain ``CREATE INDEX`` in its own transaction: a crash
+rolls it back whole, so the load itself never leaves an INVALID index.  One
+left by anything else (an interrupted ``CREATE INDEX CONCURRENTLY``, say) is
+found through ``pg_index.indisvalid`` and rebuilt.
+
+The HNSW build is fast only while the graph fits in ``maintenance_work_mem``
+(~2.4 KB per 384-d vector, perf-anchors.md §1.2), so the session raises it to
+fit.  Parallel workers are used only on pgvector >= 0.8.2 (CVE-2026-3172).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from psycopg import sql
+
+from ..target import schema, state
+from .base import RunContext
+
+log = logging.getLogger(__name__)
+
+BYTES_PER_VECTOR_PER_DIM = 6.3  # ~2.4 KB for 384 dims, measured
+
+
+def vector_version(conn: psycopg.Connection) -> tuple[int, ...]:
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    return tuple(int(p) for p in row[0].split(".")) if row else (0,)
+
+
+def parallel_hnsw_allowed(conn: psycopg.Connection) -> bool:
+    """False on pgvector < 0.8.2, whose parallel HNSW build has CVE-2026-3172."""
+    return vector_version(conn) >= (0, 8, 2)
+
+
+def hnsw_memory_bytes(rows: int, dimension: int) -> int:
+    return int(rows * dimension * BYTES_PER_VECTOR_PER_DIM)
+
+
+def _index_state(conn: psycopg.Connection, name: str) -> str:
+    row = conn.execute(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+        [schema.SCHEMA, name]).fetchone()
+    return "missing" if row is None else ("valid" if row[0] else "invalid")
+
+
+class IndexesPhase:
+    name = "indexes"
+    title = "Build HNSW, GIN and btree indexes"
+
+    def _targets(self, ctx: RunContext) -> list[tuple[str, str, int | None, int]]:
+        src = ctx.source
+        return [(c.name, schema.table_for_collection(c.name, src.drawers_name), c.dimension, src.count(c.name))
+                for c in src.collections]
+
+    def _definitions(self, ctx: RunContext, table: str):
+        return schema.index_definitions(table, m=ctx.options.hnsw_m, ef_construction=ctx.options.hnsw_ef_construction)
+
+    def describe(self, ctx: RunContext) -> dict:
+        out = []
+        for name, table, dim, rows in self._targets(ctx):
+            for idx, stmt in self._definitions(ctx, table):
+                out.append({"collection": name, "index": idx, "statement": stmt.as_string(ctx.conn),
+                            "memory_bytes": hnsw_memory_bytes(rows, dim or 0) if idx.endswith("hnsw") else None})
+        return {"indexes": out, "parallel_hnsw": parallel_hnsw_allowed(ctx.conn)}
+
+    def run(self, ctx: RunContext) -> dict:
+        conn = ctx.conn
+        parallel = parallel_hnsw_allowed(conn)
+        built, rebuilt, kept = [], [], []
+        work = [(name, table, dim, rows, idx, stmt) for name, table, dim, rows in self._targets(ctx)
+                for idx, stmt in self._definitions(ctx, table)]
+        for n, (name, table, dim, rows, idx, stmt) in enumerate(work):
+            with conn.transaction():
+                state.start_unit(conn, ctx.run_id, self.name, idx)
+            current = _index_state(conn, idx)
+            if current == "valid":
+                kept.append(idx)
+            else:
+                with conn.transaction():
+                    if current == "invalid":
+                        log.warning("index %s is INVALID (left by a crash): rebuilding", idx)
+                        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(schema.SCHEMA, idx)))
+                        rebuilt.append(idx)
+                    if idx.endswith("hnsw"):
+                        mem = max(hnsw_memory_bytes(rows, dim or 384) * 5 // 4, 64 << 20)
+                        conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
+                            sql.Literal(f"{min(mem, 8 << 30) // (1 << 20)}MB")))
+                        conn.execute(sql.SQL("SET LOCAL max_parallel_maintenance_workers = {}").format(
+                            sql.Literal(2 if parallel else 0)))
+                    else:
+                        conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+                    ctx.emit(self.name, idx, n, len(work), f"building {idx}")
+                    conn.execute(stmt)
+                    if current != "invalid":
+                        built.append(idx)
+            with conn.transaction():
+                state.finish_unit(conn, self.name, idx, {"state": "kept" if current == "valid" else "built"})
+        with conn.transaction():
+            for _name, table, _dim, _rows in self._targets(ctx):
+                conn.execute(sql.SQL("ANALYZE {}").format(schema.qualified(table)))
+            state.set_meta(conn, "hnsw", {"m": ctx.options.hnsw_m, "ef_construction": ctx.options.hnsw_ef_construction,
+                                          "ops": "vector_cosine_ops", "ef_search_default": ctx.options.ef_search,
+                                          "parallel_build": parallel})
+        ctx.emit(self.name, "", len(work), len(work))
+        return {"built": built, "rebuilt_invalid": rebuilt, "kept": kept, "parallel_hnsw": parallel}

@@ -1,0 +1,168 @@
+"""Read the collections of a snapshot: facts from chroma.sqlite3, rows through chromadb.
+
+Rows come through chromadb's own client (on the snapshot copy, never the
+source), because only it merges the HNSW segment with the pending
+``embeddings_queue`` tail and honours delete marks exactly as MemPalace sees
+them.  Pages are offset-based over Chroma's internal row order, which is fixed
+on a frozen snapshot, so a resumed run starts at exactly the next row.
+
+chromadb refuses ``get()`` with metadatas for more than 32,766 rows (one SQL
+variable per row), so a page never exceeds that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import SourceError
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 32_766
+
+
+@dataclass
+class CollectionFacts:
+    name: str
+    uuid: str
+    dimension: int | None
+    metadata: dict
+    count: int | None = None  # rows as chromadb sees them (filled by `count_rows`)
+    pending_queue_rows: int = 0  # writes newer than the flushed segment (replayed by chromadb)
+    segment_files: dict | None = None
+
+
+@dataclass
+class Batch:
+    offset: int
+    ids: list[str]
+    documents: list[str | None]
+    metadatas: list[dict | None]
+    embeddings: np.ndarray  # float32, one row per id
+
+
+def _sqlite_ro(path: Path) -> sqlite3.Connection:
+    # The snapshot is ours, but reading read-only keeps even the copy as taken.
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def read_collection_facts(palace: Path) -> list[CollectionFacts]:
+    """Collections, dimensions, collection metadata and pending queue rows, from chroma.sqlite3."""
+    db_path = Path(palace) / "chroma.sqlite3"
+    if not db_path.is_file():
+        raise SourceError(f"{palace} has no chroma.sqlite3: not a ChromaDB palace",
+                          "pass --palace with the folder that holds chroma.sqlite3")
+    try:
+        db = _sqlite_ro(db_path)
+        rows = db.execute("SELECT id, name, dimension FROM collections ORDER BY name").fetchall()
+        facts = []
+        for uuid, name, dimension in rows:
+            meta = {}
+            for key, s, i, f, b in db.execute(
+                    "SELECT key, str_value, int_value, float_value, bool_value FROM collection_metadata "
+                    "WHERE collection_id = ?", [uuid]):
+                meta[key] = s if s is not None else bool(b) if b is not None else i if i is not None else f
+            pending = 0
+            try:
+                seg = db.execute("SELECT id FROM segments WHERE collection = ? AND scope = 'VECTOR'", [uuid]).fetchone()
+                flushed = db.execute("SELECT seq_id FROM max_seq_id WHERE segment_id = ?", [seg[0]]).fetchone() if seg else None
+                pending = db.execute(
+                    "SELECT count(*) FROM embeddings_queue WHERE topic LIKE ? AND seq_id > ?",
+                    [f"%{uuid}", flushed[0] if flushed else 0]).fetchone()[0]
+                segment_files = {}
+                if seg:
+                    seg_dir = Path(palace) / seg[0]
+                    if seg_dir.is_dir():
+                        segment_files = {p.name: p.stat().st_size for p in seg_dir.iterdir()}
+            except sqlite3.Error:
+                segment_files = None
+            facts.append(CollectionFacts(name, uuid, dimension, meta, None, pending, segment_files))
+        db.close()
+        return facts
+    except sqlite3.DatabaseError as exc:
+        raise SourceError(f"{db_path} is not a readable ChromaDB database ({exc})",
+                          "restore the palace from a backup, or run `mempalace repair` on a copy first") from None
+
+
+class ChromaReader:
+    """Paged reads of one snapshot through chromadb's PersistentClient."""
+
+    def __init__(self, palace: Path) -> None:
+        import chromadb
+        from chromadb.config import Settings
+
+        self.palace = Path(palace)
+        self._client = chromadb.PersistentClient(path=str(self.palace),
+                                                 settings=Settings(anonymized_telemetry=False))
+
+    def _collection(self, name: str):
+        return self._client.get_collection(name, embedding_function=None)
+
+    def count(self, name: str) -> int:
+        return self._collection(name).count()
+
+    def batches(self, name: str, *, batch_size: int, start: int = 0, stop: int | None = None,
+                include_embeddings: bool = True) -> Iterator[Batch]:
+        batch_size = max(1, min(batch_size, MAX_PAGE))
+        col = self._collection(name)
+        total = col.count() if stop is None else stop
+        include = ["documents", "metadatas"] + (["embeddings"] if include_embeddings else [])
+        offset = start
+        while offset < total:
+            page = col.get(limit=min(batch_size, total - offset), offset=offset, include=include)
+            ids = page["ids"]
+            if not ids:
+                break
+            emb = page.get("embeddings") if include_embeddings else None
+            vectors = np.asarray(emb, dtype=np.float32) if emb is not None and len(emb) else np.zeros((len(ids), 0), np.float32)
+            yield Batch(offset, list(ids), list(page["documents"]), list(page["metadatas"]), vectors)
+            offset += len(ids)  # advance by rows actually returned (MemPalace #1153)
+
+    def close(self) -> None:
+        try:
+            self._client.clear_system_cache()
+        except Exception:  # chromadb versions differ; closing is best effort
+            pass
+
+
+_PROBE = r"""
+import json, sys
+import chromadb
+from chromadb.config import Settings
+c = chromadb.PersistentClient(path=sys.argv[1], settings=Settings(anonymized_telemetry=False))
+out = {}
+for col in c.list_collections():
+    col = c.get_collection(col.name, embedding_function=None)
+    n = col.count()
+    got = col.get(limit=1, offset=max(0, n - 1), include=["embeddings", "documents", "metadatas"]) if n else {"ids": []}
+    out[col.name] = {"count": n, "probe_ok": len(got["ids"]) == (1 if n else 0)}
+print(json.dumps(out))
+"""
+
+
+def probe_in_subprocess(palace: Path, timeout: float = 600) -> dict:
+    """Open the snapshot with chromadb in a throwaway process: a segfault there is a finding, not a crash.
+
+    Returns {collection: {"count": n, "probe_ok": bool}}; raises SourceError when chromadb dies.
+    """
+    proc = subprocess.run([sys.executable, "-c", _PROBE, str(palace)], capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+        raise SourceError(
+            f"chromadb cannot read the palace ({how}): {' | '.join(tail) or 'no message'}",
+            "the HNSW segment or chroma.sqlite3 is damaged; run `mempalace repair --mode from-sqlite` "
+            "on a COPY of the palace and migrate the repaired copy",
+            returncode=proc.returncode,
+        )
+    return json.loads(proc.stdout.strip().splitlines()[-1])

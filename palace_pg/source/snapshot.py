@@ -1,0 +1,165 @@
+"""A frozen, hashed copy of the source palace: the only thing palace_pg ever opens.
+
+chromadb's client writes into a palace when it opens it, and a long-lived
+palace can crash it (chroma-core/chroma#6949, #7238).  So palace_pg never
+opens the source: it copies every file (WAL sidecars included) into a work
+folder, hashing as it copies, and reads the copy.  The source stays
+byte-identical; the hashes give the palace's fingerprint, which binds every
+checkpoint to exactly this content.
+
+A file that changes while it is copied means a live writer: the copy is
+refused rather than read half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import SourceChanged, SourceError
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 4 << 20
+# Files beside the palace folder that belong to it (mempalace.md §1.2).
+BESIDE_PALACE = ("hallways.json", "tunnels.json")
+
+
+@dataclass
+class FileEntry:
+    relpath: str  # relative to the snapshot root: "palace/…", "beside/…" or "kg/…"
+    source: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class Snapshot:
+    root: Path
+    palace: Path  # the copy of the palace folder
+    kg_path: Path | None  # the copy of the knowledge graph, if there is one
+    files: list[FileEntry] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for entry in sorted(self.files, key=lambda e: e.relpath):
+            digest.update(f"{entry.relpath}\0{entry.size}\0{entry.sha256}\n".encode())
+        return digest.hexdigest()
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(e.size for e in self.files)
+
+    def manifest(self) -> dict:
+        return {"fingerprint": self.fingerprint,
+                "files": {e.relpath: {"size": e.size, "sha256": e.sha256} for e in self.files}}
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _stat_key(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _copy_hashing(src: Path, dst: Path | None) -> str:
+    digest = hashlib.sha256()
+    with open(src, "rb") as fin:
+        out = open(dst, "wb") if dst else None
+        try:
+            for chunk in iter(lambda: fin.read(_CHUNK), b""):
+                digest.update(chunk)
+                if out:
+                    out.write(chunk)
+        finally:
+            if out:
+                out.close()
+    return digest.hexdigest()
+
+
+def source_files(palace: Path, kg_path: Path | None) -> list[tuple[str, Path]]:
+    """(relpath in snapshot, source path) for everything that belongs to the palace."""
+    palace = Path(palace)
+    found: list[tuple[str, Path]] = []
+    for root, dirs, files in os.walk(palace):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root) / name
+            if path.is_file() and not path.is_symlink():
+                found.append(("palace/" + path.relative_to(palace).as_posix(), path))
+    for name in BESIDE_PALACE:
+        path = palace.parent / name
+        if path.is_file():
+            found.append((f"beside/{name}", path))
+    if kg_path is not None and not _is_inside(kg_path, palace):
+        for suffix in ("", "-wal", "-shm"):
+            path = Path(str(kg_path) + suffix)
+            if path.is_file():
+                found.append((f"kg/{path.name}", path))
+    return found
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def hash_palace(palace: Path, kg_path: Path | None = None) -> dict[str, str]:
+    """relpath → sha256 of every file of the palace, without copying (for 'source untouched' checks)."""
+    return {rel: _copy_hashing(path, None) for rel, path in source_files(palace, kg_path)}
+
+
+def take_snapshot(palace: Path, work_dir: Path, kg_path: Path | None = None) -> Snapshot:
+    """Copy and hash the palace into ``work_dir/snapshot-<pid>``; refuse if it changes meanwhile."""
+    palace = Path(palace)
+    if not palace.is_dir():
+        raise SourceError(f"the palace folder {palace} does not exist", "pass --palace with the palace's path")
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    root = work_dir / f"snapshot-{os.getpid()}"
+    shutil.rmtree(root, ignore_errors=True)
+    listing = source_files(palace, kg_path)
+    before = {rel: _stat_key(path) for rel, path in listing}
+    snap = Snapshot(root=root, palace=root / "palace", kg_path=None)
+    try:
+        for rel, path in listing:
+            dst = root / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            snap.files.append(FileEntry(rel, str(path), before[rel][0], _copy_hashing(path, dst)))
+        after_listing = source_files(palace, kg_path)
+        after = {rel: _stat_key(path) for rel, path in after_listing}
+    except FileNotFoundError as exc:
+        snap.remove()
+        raise SourceChanged(f"a file of the palace vanished while it was read: {exc.filename}",
+                            "stop every MemPalace process (MCP server, daemon, miners) and rerun") from None
+    except BaseException:
+        snap.remove()
+        raise
+    if after != before:
+        changed = sorted(set(before.items()) ^ set(after.items()))
+        snap.remove()
+        raise SourceChanged(
+            f"the palace changed while it was read ({len(changed)} file(s), e.g. {changed[0][0]}): a live writer",
+            "stop every MemPalace process (MCP server, daemon, miners, hooks) and rerun",
+            changed=[c[0] for c in changed],
+        )
+    snap.palace.mkdir(parents=True, exist_ok=True)
+    if kg_path is not None:
+        snap.kg_path = (snap.palace / Path(kg_path).resolve().relative_to(palace.resolve())) if _is_inside(kg_path, palace) \
+            else root / "kg" / Path(kg_path).name
+        if not snap.kg_path.is_file():
+            snap.kg_path = None
+    (root / "manifest.json").write_text(json.dumps(snap.manifest(), indent=1))
+    log.info("snapshot of %s: %d files, %.1f MB, fingerprint %s", palace, len(snap.files),
+             snap.total_bytes / 1e6, snap.fingerprint[:16])
+    return snap

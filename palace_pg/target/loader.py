@@ -1,0 +1,111 @@
+"""Binary COPY of one batch of rows into a collection table, with rejects kept, not dropped.
+
+PostgreSQL cannot hold some values as they are: a NUL in text or jsonb, a
+lone UTF-16 surrogate, NaN/Infinity in a vector or in jsonb, and jsonb's
+numeric has no negative zero.  Such a row goes, whole and unchanged, into
+``mempalace.rejects`` with the reason (its payload as JSON bytes, its vector as
+raw float32 bytes), and the run reports it.  Nothing is silently altered.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from . import jsonfmt
+from .schema import qualified
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return "NUL character (PostgreSQL text cannot hold U+0000)"
+    if _SURROGATE.search(value):
+        return "lone UTF-16 surrogate (not valid UTF-8)"
+    return None
+
+
+def _metadata_problem(meta: dict | None) -> str | None:
+    if not meta:
+        return None
+    for key, value in meta.items():
+        if (p := _text_problem(key)) is not None:
+            return f"metadata key {key!r}: {p}"
+        if isinstance(value, str):
+            if (p := _text_problem(value)) is not None:
+                return f"metadata {key!r}: {p}"
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return f"metadata {key!r}: {value!r} (jsonb has no NaN/Infinity)"
+            if value == 0.0 and math.copysign(1.0, value) < 0:
+                return f"metadata {key!r}: -0.0 (jsonb numeric has no negative zero)"
+        elif isinstance(value, (list, dict)):
+            if (p := _metadata_problem(value if isinstance(value, dict) else dict(enumerate(value)))) is not None:
+                return p
+    return None
+
+
+def row_problem(doc: str | None, meta: dict | None, vector: np.ndarray, dimension: int | None) -> str | None:
+    if doc is not None and (p := _text_problem(doc)) is not None:
+        return f"document: {p}"
+    if (p := _metadata_problem(meta)) is not None:
+        return p
+    if dimension and vector.shape[0] != dimension:
+        return f"vector has {vector.shape[0]} dimensions, the collection {dimension}"
+    if vector.shape[0] and not np.isfinite(vector).all():
+        return "vector holds NaN or Infinity (pgvector refuses them)"
+    return None
+
+
+@dataclass
+class BatchResult:
+    loaded: int = 0
+    rejected: list[dict] = field(default_factory=list)
+
+
+def _reject_payload(rid: str, doc, meta) -> bytes:
+    # ensure_ascii escapes NUL and lone surrogates; allow_nan keeps NaN visible.
+    return json.dumps({"id": rid, "document": doc, "metadata": meta}, ensure_ascii=True, allow_nan=True).encode()
+
+
+def copy_batch(conn: psycopg.Connection, table: str, collection: str, *, ids, documents, metadatas,
+               embeddings: np.ndarray, first_seq: int, dimension: int | None) -> BatchResult:
+    """COPY the good rows, keep the bad ones in rejects.  Runs inside the caller's transaction."""
+    result = BatchResult()
+    good: list[int] = []
+    for i, rid in enumerate(ids):
+        problem = _text_problem(rid) and f"id: {_text_problem(rid)}"
+        problem = problem or row_problem(documents[i], metadatas[i], embeddings[i], dimension)
+        if problem:
+            result.rejected.append({"collection": collection, "id": rid, "reason": problem, "index": i})
+        else:
+            good.append(i)
+    if good:
+        stmt = sql.SQL("COPY {} (id, document, metadata, embedding, seq) FROM STDIN WITH (FORMAT BINARY)").format(
+            qualified(table))
+        with conn.cursor() as cur, cur.copy(stmt) as copy:
+            copy.set_types(["text", "text", "jsonb", "vector", "int8"])
+            for i in good:
+                meta = metadatas[i]
+                copy.write_row((ids[i], documents[i], Jsonb(meta, dumps=jsonfmt.dumps) if meta is not None else None,
+                                embeddings[i], first_seq + i))
+        result.loaded = len(good)
+    for rej in result.rejected:
+        i = rej.pop("index")
+        rid = ids[i]
+        conn.execute(sql.SQL(
+            "INSERT INTO {} (collection, id, reason, payload, vector) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (collection, id) DO UPDATE SET reason = EXCLUDED.reason, payload = EXCLUDED.payload, "
+            "vector = EXCLUDED.vector").format(qualified("rejects")),
+            # an id PostgreSQL cannot hold is kept JSON-escaped (the payload has it exactly)
+            [collection, rid if _text_problem(rid) is None else json.dumps(rid), rej["reason"], _reject_payload(rid, documents[i], metadatas[i]),
+             np.asarray(embeddings[i], dtype="<f4").tobytes()])
+    return result
