@@ -224,3 +224,24 @@ def status(dsn: str | None = None) -> dict:
         return {"target": conn.info.dsn, "checkpoints": state.checkpoint_table(conn), "runs": state.runs(conn),
                 "meta": meta, "verification": verification,
                 "complete": state.schema_exists(conn) and state.is_done(conn, "done")}
+
+
+def verify(options: MigrationOptions, progress: ProgressFn | None = None) -> dict:
+    """Phase 6 again, on demand (e.g. from 03_verify), whatever the checkpoints say.
+
+    Raises VerificationFailed on any difference; returns the full report otherwise.
+    """
+    src = _open_source(options.palace, options.work_dir)
+    try:
+        with connect(options.dsn, application_name="palace_pg verify") as conn:
+            if not (state.schema_exists(conn) and state.is_done(conn, "kg")):
+                raise PalacePgError("the target holds no complete load to verify",
+                                    "run `palace-pg migrate` first (it verifies as phase 6)")
+            stored = state.get_meta(conn, "source_fingerprint")
+            if stored != src.snapshot.fingerprint:
+                raise SourceChanged("the source palace changed since it was migrated",
+                                    "rerun `palace-pg migrate --restart`, then verify")
+            ctx = RunContext(options, conn, src, uuid.uuid4(), progress or (lambda e: None))
+            return VerifyPhase().run(ctx)
+    finally:
+        src.close()
