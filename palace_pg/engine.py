@@ -123,7 +123,9 @@ def migrate(options: MigrationOptions, progress: ProgressFn | None = None) -> di
         except SourceChanged:
             raise
         try:
-            with connect(options.dsn, application_name="palace_pg migrate") as conn:
+            # autocommit: every `conn.transaction()` block is then a real transaction that commits
+            # at its end (not a savepoint inside an implicit one a later rollback would undo)
+            with connect(options.dsn, autocommit=True, application_name="palace_pg migrate") as conn:
                 return _run(conn, src, options, progress or (lambda e: None), started, lock_conn.info.backend_pid)
         finally:
             src.close(remove_snapshot=not options.keep_snapshot)
@@ -233,7 +235,7 @@ def verify(options: MigrationOptions, progress: ProgressFn | None = None) -> dic
     """
     src = _open_source(options.palace, options.work_dir)
     try:
-        with connect(options.dsn, application_name="palace_pg verify") as conn:
+        with connect(options.dsn, autocommit=True, application_name="palace_pg verify") as conn:
             if not (state.schema_exists(conn) and state.is_done(conn, "kg")):
                 raise PalacePgError("the target holds no complete load to verify",
                                     "run `palace-pg migrate` first (it verifies as phase 6)")

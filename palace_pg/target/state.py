@@ -123,6 +123,7 @@ def lock_holder(conn: psycopg.Connection, exclude_pid: int | None = None) -> dic
     row = conn.execute(
         "SELECT a.pid, a.application_name, a.client_addr::text, a.backend_start FROM pg_locks l "
         "JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
         "AND ((l.classid::bigint << 32) | l.objid::bigint) = %s AND l.pid IS DISTINCT FROM %s",
         [LOCK_KEY, exclude_pid]).fetchone()
     return dict(zip(("pid", "application", "client", "since"), row)) if row else None
