@@ -12,6 +12,7 @@ import logging
 
 from psycopg import sql
 
+from ..faults import crash_point
 from ..source.chroma_reader import CollectionFacts
 from ..target import schema, state
 from ..target.loader import copy_batch
@@ -70,8 +71,10 @@ class CollectionsPhase:
                 result = copy_batch(conn, table, facts.name, ids=batch.ids, documents=batch.documents,
                                     metadatas=batch.metadatas, embeddings=batch.embeddings,
                                     first_seq=batch.offset, dimension=facts.dimension)
+                crash_point("copied")
                 offset = batch.offset + len(batch.ids)
                 state.advance(conn, self.name, unit, rows_done=offset, cursor={"offset": offset})
+            crash_point("committed")
             loaded += result.loaded
             rejected += len(result.rejected)
             for rej in result.rejected:

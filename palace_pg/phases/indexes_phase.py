@@ -17,6 +17,7 @@ import logging
 import psycopg
 from psycopg import sql
 
+from ..faults import crash_point
 from ..target import schema, state
 from .base import RunContext
 
@@ -94,6 +95,7 @@ class IndexesPhase:
                     else:
                         conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
                     ctx.emit(self.name, idx, n, len(work), f"building {idx}")
+                    crash_point("index")
                     conn.execute(stmt)
                     if current != "invalid":
                         built.append(idx)

@@ -8,6 +8,7 @@ present, so a rerun neither duplicates nor loses a fact.
 
 from __future__ import annotations
 
+from ..faults import crash_point
 from ..target import state
 from .base import RunContext
 
@@ -32,6 +33,7 @@ class KGPhase:
             state.start_unit(conn, ctx.run_id, self.name, "graph")
             ensure_graph(conn)
             counts = bulk_load(conn, entities, triples)
+            crash_point("kg")
             state.finish_unit(conn, self.name, "graph", counts)
         ctx.emit(self.name, "", len(entities) + len(triples), len(entities) + len(triples))
         return {"source_entities": len(entities), "source_triples": len(triples), **counts}

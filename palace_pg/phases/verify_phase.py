@@ -22,6 +22,7 @@ import numpy as np
 from psycopg import sql
 
 from ..errors import VerificationFailed
+from ..faults import crash_point
 from ..target import jsonfmt, schema, state
 from .base import RunContext
 
@@ -144,6 +145,7 @@ class VerifyPhase:
                         if field == "metadata":
                             diff.update(source=a, target=b)
                         differences.append(diff)
+            crash_point("verify")
             ctx.emit(self.name, name, batch.offset + len(batch.ids), total)
         if limit is None:
             for rid in target:
