@@ -539,9 +539,11 @@ class AgeStore:
     # replication / verification
     def next_rowid(self, table: str) -> int:
         label = _LABELS[table]
-        top = self.conn.execute(
-            sql.SQL("SELECT max({})::text FROM {}").format(_prop("rowid"), _label_table(label))).fetchone()[0]
-        return int(top) + 1 if top is not None else 1
+        # ORDER BY … DESC LIMIT 1 walks the rowid btree backwards (agtype has no max()).
+        top = self.conn.execute(sql.SQL(
+            "SELECT {e}::text FROM {t} WHERE {e} IS NOT NULL ORDER BY {e} DESC LIMIT 1").format(
+                e=_prop("rowid"), t=_label_table(label))).fetchone()
+        return int(top[0]) + 1 if top else 1
 
     def rows(self, table: str, after_rowid: int = 0, limit: int | None = None) -> list[dict]:
         label = _LABELS[table]

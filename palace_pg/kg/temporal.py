@@ -33,14 +33,14 @@ def end_key(value: str | None) -> str | None:
 def valid_at(row: dict, as_of_key: str) -> bool:
     """sqlite's ``_temporal_filter_sql``: valid_from <= as_of AND valid_to > as_of (NULL = open)."""
     vf, vt = row.get("valid_from"), row.get("valid_to")
-    if vf is not None and not _le(start_key(vf), as_of_key):
+    if vf is not None and not le(start_key(vf), as_of_key):
         return False
     if vt is not None and not _lt(as_of_key, end_key(vt)):
         return False
     return True
 
 
-def _le(a, b) -> bool:
+def le(a, b) -> bool:
     return _cmp(a, b) <= 0
 
 

@@ -36,9 +36,10 @@ def _scratch() -> sqlite3.Connection:
 
 
 def _is_plain(table: str, column: str, value: object) -> bool:
-    if value is None or type(value) is str:
-        return True
-    return table == "triples" and column == "confidence" and type(value) is float and math.isfinite(value)
+    if table == "triples" and column == "confidence":
+        # REAL affinity turns numeric text and ints into floats: only a finite float is as-is.
+        return value is None or (type(value) is float and math.isfinite(value))
+    return value is None or type(value) is str
 
 
 def as_sqlite_stores(table: str, row: dict) -> dict:

@@ -1,0 +1,411 @@
+"""``AgeKnowledgeGraph``: mempalace's ``KnowledgeGraph`` 3.11, answering from PostgreSQL.
+
+Same public API, same answers.  The MemPalace rules live here (id derivation,
+predicate normalisation, temporal filters, idempotent adds, sqlite's answer
+order, the LIKE candidate fallback); storage lives behind a
+:class:`~palace_pg.kg.store.KGStore` (``AgeStore`` by default).
+
+Each public call is one PostgreSQL transaction, like each ``with conn:`` block of
+the sqlite class; writers take a graph-wide advisory lock, so writers in several
+processes serialise as they do on sqlite's file lock.  Results without an ORDER
+BY in sqlite come back in rowid order, the order sqlite's index scans give.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Callable, Iterator
+
+import psycopg
+from mempalace.config import sanitize_iso_temporal
+from mempalace.ids import make_triple_id
+from mempalace.knowledge_graph import DEFAULT_KG_PATH
+
+from .. import dsn as dsn_mod
+from . import candidates, temporal
+from .age_store import AgeStore
+from .errors import KgIntegrityError
+from .locate import dsn_for_db_path
+from .store import TABLES, KGStore
+from .values import as_sqlite_stores
+
+log = logging.getLogger(__name__)
+
+_NOT_NULL = {"entities": ("id", "name"), "triples": ("id", "subject", "predicate", "object")}
+
+
+def _predicate(predicate) -> str:
+    return str(predicate).lower().replace(" ", "_")
+
+
+class AgeKnowledgeGraph:
+    """Drop-in for ``mempalace.knowledge_graph.KnowledgeGraph`` over the AGE graph.
+
+    ``AgeKnowledgeGraph(db_path)`` (as mempalace constructs it) finds the database
+    through the palace_pg marker next to ``db_path``; ``dsn=`` names it directly.
+    """
+
+    backend = "age"
+    _REPLICATION_TABLES = TABLES
+
+    def __init__(self, db_path: str | None = None, *, dsn: str | None = None,
+                 store_factory: Callable[[psycopg.Connection], KGStore] = AgeStore) -> None:
+        self.db_path = db_path or DEFAULT_KG_PATH
+        self.dsn = dsn or dsn_for_db_path(self.db_path)
+        self._store_factory = store_factory
+        self._connection: psycopg.Connection | None = None
+        self._lock = threading.Lock()
+        with self._store() as store:
+            store.ensure_schema()
+
+    # ── connection and transactions ─────────────────────────────────────────
+
+    def _pg(self) -> psycopg.Connection:
+        if self._connection is None or self._connection.closed:
+            conn = dsn_mod.connect(self.dsn, autocommit=True, vector=False, application_name="palace_pg.kg")
+            self._store_factory(conn).prepare_session()
+            self._connection = conn
+        return self._connection
+
+    @contextmanager
+    def _store(self, *, write: bool = False) -> Iterator[KGStore]:
+        """One transaction; a writer holds the graph's write lock until it commits."""
+        with self._lock:
+            conn = self._pg()
+            try:
+                with conn.transaction():
+                    store = self._store_factory(conn)
+                    if write:
+                        store.lock_writes()
+                    yield store
+            except psycopg.OperationalError:
+                # The server went away: drop the connection so the next call reconnects.
+                self._drop_connection()
+                raise
+
+    def _drop_connection(self) -> None:
+        conn, self._connection = self._connection, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
+
+    def _conn(self):
+        """sqlite's connection accessor has no equivalent: say so instead of an AttributeError."""
+        from .errors import KgError
+
+        raise KgError(
+            "the AGE knowledge graph has no sqlite connection (code ran sqlite SQL on a KnowledgeGraph)",
+            "use the KnowledgeGraph methods; palace_pg.kg.hook replaces mempalace's direct-SQL helpers",
+        )
+
+    def close(self) -> None:
+        """Close the connection (the next call reopens it, as the sqlite class does)."""
+        with self._lock:
+            self._drop_connection()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close()
+        return False
+
+    def _entity_id(self, name: str) -> str:
+        return name.lower().replace(" ", "_").replace("'", "")
+
+    # ── write helpers ────────────────────────────────────────────────────────
+
+    @staticmethod
+    def _insert_or_ignore_entity(store: KGStore, entity_id: str, name: str) -> None:
+        """sqlite's ``INSERT OR IGNORE INTO entities (id, name)``: defaults for the rest."""
+        if store.get_entities([entity_id]):
+            return
+        row = as_sqlite_stores("entities", {"id": entity_id, "name": name, "type": "unknown",
+                                            "properties": "{}", "created_at": temporal.sqlite_now()})
+        store.put_entity(row | {"rowid": store.next_rowid("entities")})
+
+    @staticmethod
+    def _insert_triple(store: KGStore, values: dict) -> str:
+        row = as_sqlite_stores("triples", values | {"extracted_at": temporal.sqlite_now()})
+        store.put_triple(row | {"rowid": store.next_rowid("triples")})
+        return row["id"]
+
+    @staticmethod
+    def _refuse_inverted(start, end, label: str) -> None:
+        if start is not None and temporal.end_key(end) < temporal.start_key(start):
+            raise ValueError(
+                f"{label}={end!r} is before valid_from={start!r}; "
+                "an inverted interval would be invisible to every KG query"
+            )
+
+    # ── write operations ─────────────────────────────────────────────────────
+
+    def add_entity(self, name: str, entity_type: str = "unknown", properties: dict = None):
+        """Add or update an entity node (sqlite: INSERT OR REPLACE)."""
+        eid = self._entity_id(name)
+        row = as_sqlite_stores("entities", {"id": eid, "name": name, "type": entity_type,
+                                            "properties": json.dumps(properties or {}),
+                                            "created_at": temporal.sqlite_now()})
+        with self._store(write=True) as store:
+            store.put_entity(row | {"rowid": store.next_rowid("entities")})
+        return eid
+
+    def add_triple(self, subject: str, predicate: str, obj: str, valid_from: str = None,
+                   valid_to: str = None, confidence: float = 1.0, source_closet: str = None,
+                   source_file: str = None, source_drawer_id: str = None, adapter_name: str = None):
+        """Add subject → predicate → object; returns the id of an identical open fact if one exists."""
+        valid_from = sanitize_iso_temporal(valid_from, "valid_from")
+        valid_to = sanitize_iso_temporal(valid_to, "valid_to")
+        if temporal.inverted(valid_from, valid_to):
+            raise ValueError(
+                f"valid_to={valid_to!r} is before valid_from={valid_from!r}; "
+                "an inverted interval would be invisible to every KG query"
+            )
+        sub_id, obj_id, pred = self._entity_id(subject), self._entity_id(obj), _predicate(predicate)
+        with self._store(write=True) as store:
+            self._insert_or_ignore_entity(store, sub_id, subject)
+            self._insert_or_ignore_entity(store, obj_id, obj)
+            existing = store.open_triples(sub_id, pred, obj_id)
+            if existing:
+                return existing[0]["id"]
+            triple_id = make_triple_id(sub_id, pred, obj_id, valid_from, datetime.now().isoformat())
+            return self._insert_triple(store, {
+                "id": triple_id, "subject": sub_id, "predicate": pred, "object": obj_id,
+                "valid_from": valid_from, "valid_to": valid_to, "confidence": confidence,
+                "source_closet": source_closet, "source_file": source_file,
+                "source_drawer_id": source_drawer_id, "adapter_name": adapter_name,
+            })
+
+    def invalidate(self, subject: str, predicate: str, obj: str, ended: str = None):
+        """Mark a relationship as no longer valid (set valid_to on every open match)."""
+        sub_id, obj_id, pred = self._entity_id(subject), self._entity_id(obj), _predicate(predicate)
+        ended = sanitize_iso_temporal(ended or date.today().isoformat(), "ended")
+        with self._store(write=True) as store:
+            rows = store.open_triples(sub_id, pred, obj_id)
+            for row in rows:
+                self._refuse_inverted(row["valid_from"], ended, "valid_to")
+            store.set_valid_to([r["id"] for r in rows], ended)
+
+    def supersede(self, subject: str, predicate: str, old_obj: str, new_obj: str, at: str = None,
+                  confidence: float = 1.0, source_closet: str = None, source_file: str = None,
+                  source_drawer_id: str = None, adapter_name: str = None):
+        """Close (subject, predicate, old_obj) and open (subject, predicate, new_obj) at one instant."""
+        boundary = sanitize_iso_temporal(temporal.boundary(at), "at")
+        sub_id, old_id, new_id = self._entity_id(subject), self._entity_id(old_obj), self._entity_id(new_obj)
+        pred = _predicate(predicate)
+        with self._store(write=True) as store:
+            # Like sqlite: only the entities a fact is opened for are created.
+            for name, eid in ((subject, sub_id), (new_obj, new_id)):
+                self._insert_or_ignore_entity(store, eid, name)
+            rows = store.open_triples(sub_id, pred, old_id)
+            for row in rows:
+                self._refuse_inverted(row["valid_from"], boundary, "at")
+            store.set_valid_to([r["id"] for r in rows], boundary)
+            existing = store.open_triples(sub_id, pred, new_id)
+            if existing:
+                return existing[0]["id"]
+            triple_id = make_triple_id(sub_id, pred, new_id, boundary, datetime.now().isoformat())
+            return self._insert_triple(store, {
+                "id": triple_id, "subject": sub_id, "predicate": pred, "object": new_id,
+                "valid_from": boundary, "valid_to": None, "confidence": confidence,
+                "source_closet": source_closet, "source_file": source_file,
+                "source_drawer_id": source_drawer_id, "adapter_name": adapter_name,
+            })
+
+    def rewrite(self, triple_id: str, predicate: str, obj: str, at: str = None, source_file: str = None):
+        """Close the open fact ``triple_id`` and open its rewording at the same instant; None if not open."""
+        boundary = sanitize_iso_temporal(temporal.boundary(at), "at")
+        pred = _predicate(predicate)
+        obj_id = self._entity_id(obj)
+        with self._store(write=True) as store:
+            row = store.get_triple(triple_id)
+            if row is None or row["valid_to"] is not None:
+                return None
+            self._refuse_inverted(row["valid_from"], boundary, "at")
+            sub_id = row["subject"]
+            self._insert_or_ignore_entity(store, obj_id, obj)
+            store.set_valid_to([triple_id], boundary)
+            inherited = {
+                "confidence": row["confidence"] if row["confidence"] is not None else 1.0,
+                "source_closet": row["source_closet"],
+                "source_file": row["source_file"] or source_file,
+                "source_drawer_id": row["source_drawer_id"],
+                "adapter_name": row["adapter_name"],
+            }
+            # Reuse only an already-valid successor with the same evidence (sqlite: `IS` on each).
+            for other in store.open_triples(sub_id, pred, obj_id):
+                started = other["valid_from"] is None or temporal.le(temporal.start_key(other["valid_from"]), boundary)
+                if started and all(other[k] == v for k, v in inherited.items()):
+                    return other["id"]
+            new_id = make_triple_id(sub_id, pred, obj_id, boundary, datetime.now().isoformat())
+            return self._insert_triple(store, {
+                "id": new_id, "subject": sub_id, "predicate": pred, "object": obj_id,
+                "valid_from": boundary, "valid_to": None, **inherited,
+            })
+
+    # ── query operations ─────────────────────────────────────────────────────
+
+    @staticmethod
+    def _facts(store: KGStore, eid: str, name: str, direction: str, as_of_key: str | None) -> list[dict]:
+        results = []
+        for way in ("outgoing", "incoming"):
+            if direction not in (way, "both"):
+                continue
+            for row in store.triples_of(eid, way):
+                # sqlite joins the *other* end's entity row for its display name.
+                other = row["object_name"] if way == "outgoing" else row["subject_name"]
+                if other is None or (as_of_key is not None and not temporal.valid_at(row, as_of_key)):
+                    continue
+                results.append({
+                    "direction": way,
+                    "subject": name if way == "outgoing" else other,
+                    "predicate": row["predicate"],
+                    "object": other if way == "outgoing" else name,
+                    "valid_from": row["valid_from"],
+                    "valid_to": row["valid_to"],
+                    "confidence": row["confidence"],
+                    "source_closet": row["source_closet"],
+                    "current": row["valid_to"] is None,
+                })
+        return results
+
+    def query_entity(self, name: str, as_of: str = None, direction: str = "outgoing"):
+        """All relationships of an entity, optionally as of an instant; falls back to one fuzzy candidate."""
+        as_of = sanitize_iso_temporal(as_of, "as_of")
+        eid = self._entity_id(name)
+        as_of_key = temporal.start_key(as_of) if as_of else None
+        with self._store() as store:
+            results = self._facts(store, eid, name, direction, as_of_key)
+            if not results and not store.get_entities([eid]):
+                found = self._lookup_entity_candidates(store, name, eid)
+                if len(found) == 1:
+                    results = self._facts(store, found[0]["id"], found[0]["name"], direction, as_of_key)
+        return results
+
+    def find_entity_candidates(self, name: str) -> list:
+        """Token/prefix entity matches for disambiguation (never substring); [] under 3 characters."""
+        if not name or len(name.strip()) < candidates.MIN_CANDIDATE_LEN:
+            return []
+        eid = self._entity_id(name)
+        with self._store() as store:
+            return self._lookup_entity_candidates(store, name, eid)
+
+    @staticmethod
+    def _lookup_entity_candidates(store: KGStore, name: str, eid: str) -> list:
+        if not name or len(name.strip()) < candidates.MIN_CANDIDATE_LEN:
+            return []
+        name_pats, id_pats = candidates.patterns(name, eid)
+        return candidates.pick(store.entity_candidates(eid, name, name_pats, id_pats), name, eid)
+
+    def query_relationship(self, predicate: str, as_of: str = None):
+        """All triples with a given relationship type."""
+        as_of = sanitize_iso_temporal(as_of, "as_of")
+        pred = _predicate(predicate)
+        as_of_key = temporal.start_key(as_of) if as_of else None
+        with self._store() as store:
+            rows = store.triples_with_predicate(pred)
+        return [
+            {"subject": r["subject_name"], "predicate": pred, "object": r["object_name"],
+             "valid_from": r["valid_from"], "valid_to": r["valid_to"], "current": r["valid_to"] is None}
+            for r in rows
+            if r["subject_name"] is not None and r["object_name"] is not None
+            and (as_of_key is None or temporal.valid_at(r, as_of_key))
+        ]
+
+    def timeline(self, entity_name: str = None, limit: int = 100, offset: int = 0):
+        """Facts ordered by valid_from (NULLs last) then id, optionally for one entity; paginated."""
+        limit = max(1, int(limit))
+        offset = max(0, int(offset))
+        eid = self._entity_id(entity_name) if entity_name else None
+        with self._store() as store:
+            rows = store.timeline(eid, limit, offset)
+        return [
+            {"subject": r["subject_name"], "predicate": r["predicate"], "object": r["object_name"],
+             "valid_from": r["valid_from"], "valid_to": r["valid_to"], "current": r["valid_to"] is None}
+            for r in rows
+        ]
+
+    def timeline_total(self, entity_name: str = None) -> int:
+        """Total number of facts a :meth:`timeline` query matches (all pages)."""
+        eid = self._entity_id(entity_name) if entity_name else None
+        with self._store() as store:
+            return store.count_triples(eid)
+
+    def stats(self):
+        with self._store() as store:
+            s = store.stats()
+        return {
+            "entities": s["entities"],
+            "triples": s["triples"],
+            "current_facts": s["current_facts"],
+            "expired_facts": s["triples"] - s["current_facts"],
+            "relationship_types": s["predicates"],
+        }
+
+    def open_named_facts(self) -> list[dict]:
+        """Open facts with both ends' display names (for kg_normalize), rowid order."""
+        with self._store() as store:
+            return store.open_named_triples()
+
+    # ── replication (RFC 004) ────────────────────────────────────────────────
+
+    def dump_rows(self, table: str, after_rowid: int = 0, limit: int = 500) -> list:
+        """KG rows in rowid order with a ``_rowid`` cursor (limit clamped to 1..1000)."""
+        columns = self._REPLICATION_TABLES.get(table)
+        if columns is None:
+            raise ValueError(f"table must be one of {sorted(self._REPLICATION_TABLES)}")
+        with self._store() as store:
+            rows = store.rows(table, int(after_rowid), max(1, min(int(limit), 1000)))
+        return [{"rowid": r["rowid"], **{c: r[c] for c in columns}, "_rowid": r["rowid"]} for r in rows]
+
+    def apply_row(self, table: str, row: dict) -> None:
+        """Fold one replicated row in, keyed by id (sqlite: INSERT OR REPLACE)."""
+        columns = self._REPLICATION_TABLES.get(table)
+        if columns is None:
+            raise ValueError(f"table must be one of {sorted(self._REPLICATION_TABLES)}")
+        if not row.get("id"):
+            raise ValueError("replicated row is missing 'id'")
+        values = as_sqlite_stores(table, {c: row.get(c) for c in columns})
+        for col in _NOT_NULL[table]:
+            if values[col] is None:
+                raise KgIntegrityError(f"NOT NULL constraint failed: {table}.{col}")
+        with self._store(write=True) as store:
+            values["rowid"] = store.next_rowid(table)
+            if table == "entities":
+                store.put_entity(values)
+            else:
+                store.put_triple(values)
+
+    # ── seed from known facts ────────────────────────────────────────────────
+
+    def seed_from_entity_facts(self, entity_facts: dict):
+        """Seed the graph from fact_checker.py ENTITY_FACTS (same writes as mempalace)."""
+        for key, facts in entity_facts.items():
+            name = facts.get("full_name", key.capitalize())
+            etype = facts.get("type", "person")
+            self.add_entity(name, etype, {"gender": facts.get("gender", ""), "birthday": facts.get("birthday", "")})
+            parent = facts.get("parent")
+            if parent:
+                self.add_triple(name, "child_of", parent.capitalize(), valid_from=facts.get("birthday"))
+            partner = facts.get("partner")
+            if partner:
+                self.add_triple(name, "married_to", partner.capitalize())
+            relationship = facts.get("relationship", "")
+            if relationship == "daughter":
+                self.add_triple(name, "is_child_of", facts.get("parent", "").capitalize() or name,
+                                valid_from=facts.get("birthday"))
+            elif relationship == "husband":
+                self.add_triple(name, "is_partner_of", facts.get("partner", name).capitalize())
+            elif relationship == "brother":
+                self.add_triple(name, "is_sibling_of", facts.get("sibling", name).capitalize())
+            elif relationship == "dog":
+                self.add_triple(name, "is_pet_of", facts.get("owner", name).capitalize())
+                self.add_entity(name, "animal")
+            for interest in facts.get("interests", []):
+                self.add_triple(name, "loves", interest.capitalize(), valid_from="2025-01-01")
