@@ -18,7 +18,7 @@ from palace_pg.source.snapshot import hash_palace
 from palace_pg.target import state
 from palace_pg.target.fingerprint import target_fingerprint
 
-from .palaces import small_palace  # noqa: F401  (fixture)
+from palaces import small_palace  # noqa: F401  (fixture)
 
 
 class Crash(BaseException):
@@ -135,7 +135,7 @@ def test_dry_run_changes_nothing(small_palace, fresh_db, tmp_path):
 
 
 def test_another_palace_is_refused(small_palace, fresh_db, tmp_path):
-    from .palaces import copy_of, generated
+    from palaces import copy_of, generated
 
     engine.migrate(_opts(small_palace, fresh_db, tmp_path))
     other = copy_of(generated(120, 99), tmp_path / "other")

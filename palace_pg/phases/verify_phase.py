@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 MAX_LISTED = 1000
 RECALL_K = 10
-RECALL_FAIL_BELOW = 0.90
 RECALL_WARN_BELOW = 0.99
 
 
@@ -159,8 +158,11 @@ class VerifyPhase:
                "rows_compared": seen if limit is None else min(seen, limit), "mismatched_fields": mismatched}
         if topk is not None:
             out["recall"] = self._recall(ctx, table, queries, query_ids, topk)
-            if out["recall"]["recall_at_10"] < RECALL_FAIL_BELOW:
-                differences.append({"kind": "recall", "collection": name, **out["recall"]})
+            # recall is a property of the index, not a loss of data: reported loudly, never a difference
+            if out["recall"]["recall_at_10"] < RECALL_WARN_BELOW:
+                out["recall"]["warning"] = (f"recall@10 {out['recall']['recall_at_10']} is below "
+                                            f"{RECALL_WARN_BELOW}: raise hnsw.ef_search or rebuild with a larger "
+                                            "ef_construction (uniformly random vectors are the worst case)")
         return out
 
     def _recall_queries(self, ctx: RunContext, table: str, facts):
