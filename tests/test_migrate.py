@@ -21,6 +21,22 @@ from palace_pg.target.fingerprint import target_fingerprint
 from palaces import small_palace  # noqa: F401  (fixture)
 
 
+_CLEAN: dict = {}
+
+
+def _clean_fingerprint(palace, pg_server, tmp_path) -> dict:
+    """The fingerprint of an uninterrupted run of the shared test palace (computed once)."""
+    if "fp" not in _CLEAN:
+        name = f"clean_{tmp_path.name[-20:].replace('-', '_')}"
+        dsn = pg_server.create_database(name)
+        try:
+            engine.migrate(_opts(palace, dsn, tmp_path))
+            _CLEAN["fp"] = _fingerprint(dsn)
+        finally:
+            pg_server.drop_database(name)
+    return _CLEAN["fp"]
+
+
 class Crash(BaseException):
     """Raised from the progress callback: unwinds like a kill at that point (no except Exception catches it)."""
 
@@ -81,12 +97,7 @@ def test_rerun_of_a_finished_migration_writes_nothing(small_palace, fresh_db, tm
 @pytest.mark.parametrize("phase", ["schema", "drawers", "collections", "indexes", "kg", "verify"])
 def test_interrupted_in_each_phase_resumes_identical_to_a_clean_run(phase, small_palace, pg_server, fresh_db,
                                                                     tmp_path):
-    clean_dsn = pg_server.create_database(f"{fresh_db.rsplit('/', 1)[1]}_clean")
-    try:
-        engine.migrate(_opts(small_palace, clean_dsn, tmp_path))
-        clean = _fingerprint(clean_dsn)
-    finally:
-        pg_server.drop_database(f"{fresh_db.rsplit('/', 1)[1]}_clean")
+    clean = _clean_fingerprint(small_palace, pg_server, tmp_path)
     seen = {"n": 0}
 
     def crash_midway(event):
