@@ -1,0 +1,193 @@
+"""What the runbooks run on when no palace or DSN is given: a generated demo palace and its own database.
+
+The defaults must be safe and must run as committed (nbmake injects nothing),
+so ``palace=None`` means a generated palace in the runbooks' work folder and
+``dsn=None`` a dedicated database on the embedded server.  Both are made once
+and shared by the three notebooks (01 → 02 → 03 each find the others' work).
+
+The demo palace comes from :func:`palace_pg.source.generate.make_palace` when
+it exists; otherwise a small palace is written here with chromadb and
+mempalace's own ``KnowledgeGraph``: drawers in wings of very different sizes
+(for filtered recall by wing size), closets, 768-d assets, and a KG with
+temporal facts, some of them ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEMO_DATABASE = "palace_runbook_demo"
+ENV_ROOT = "PALACE_PG_RUNBOOK_DIR"
+ENV_DATABASE = "PALACE_PG_RUNBOOK_DB"
+HNSW_METADATA = {"hnsw:space": "cosine", "hnsw:num_threads": 1, "hnsw:batch_size": 100, "hnsw:sync_threshold": 1000}
+# Wing shares of the drawers: from a big wing to a tiny one, so filtered search meets both.
+WING_SHARES = {"wing_code": 0.48, "wing_people": 0.24, "wing_travel": 0.14, "wing_music": 0.08,
+               "wing_health": 0.04, "wing_legal": 0.02}
+
+
+def work_root() -> Path:
+    """The runbooks' own folder: $PALACE_PG_RUNBOOK_DIR, else <work dir>/runbooks."""
+    if os.environ.get(ENV_ROOT):
+        return Path(os.environ[ENV_ROOT])
+    base = os.environ.get("PALACE_PG_WORK_DIR") or Path(tempfile.gettempdir()) / "palace_pg-work"
+    return Path(base) / "runbooks"
+
+
+@dataclass
+class Target:
+    """Where a runbook reads and writes, resolved from its parameters."""
+
+    palace: Path
+    dsn: str | None
+    evidence: Path
+    work_dir: Path | None
+    demo_palace: bool
+    demo_database: bool
+
+    @property
+    def throwaway(self) -> bool:
+        """True when both sides are the generated demo: the write gate needs no confirmation headless."""
+        return self.demo_palace and self.demo_database
+
+    def describe(self) -> dict:
+        from ..dsn import redact, resolve_dsn
+
+        return {"palace": str(self.palace), "target": redact(resolve_dsn(self.dsn)),
+                "evidence": str(self.evidence), "demo palace": self.demo_palace,
+                "demo database": self.demo_database}
+
+
+def resolve(params: dict) -> Target:
+    """Palace, DSN and evidence folder from a runbook's checked parameters (making the demo as needed)."""
+    root = work_root()
+    demo_palace = params.get("palace") is None
+    palace = Path(params["palace"]).expanduser() if not demo_palace else \
+        ensure_demo_palace(root / "demo" / "palace", params.get("demo_drawers", 2000), params.get("demo_seed", 0))
+    demo_db = params.get("dsn") is None and not os.environ.get("PALACE_PG_DSN")
+    dsn = params.get("dsn") or (ensure_demo_database() if demo_db else None)
+    evidence = Path(params["evidence_dir"]).expanduser() if params.get("evidence_dir") else root / "evidence"
+    evidence.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(params["work_dir"]) if params.get("work_dir") else None
+    return Target(palace.resolve(), dsn, evidence.resolve(), work_dir, demo_palace, demo_db)
+
+
+def chroma_source(palace: Path) -> Path:
+    """The Chroma palace to read: the palace itself, or its backup once it has been cut over."""
+    from ..cutover import latest_backup
+    from ..marker import has_marker
+
+    palace = Path(palace)
+    if has_marker(palace):
+        backup = latest_backup(palace.resolve())
+        if backup is not None and (backup / "chroma.sqlite3").is_file():
+            return backup
+    return palace
+
+
+def ensure_demo_database() -> str:
+    """The demo's dedicated database on the embedded server (started if needed); its DSN."""
+    from ..server import EmbeddedServer
+
+    server = EmbeddedServer.from_env()
+    if not server.running():
+        server.start()
+    return server.create_database(os.environ.get(ENV_DATABASE, DEMO_DATABASE))
+
+
+def ensure_demo_palace(palace: Path, drawers: int = 2000, seed: int = 0) -> Path:
+    """A generated palace at ``palace`` (made once; a cut-over or half-written one is made again)."""
+    palace = Path(palace)
+    stamp = palace.parent / f".demo-{drawers}-{seed}"
+    if stamp.is_file() and ((palace / "chroma.sqlite3").is_file() or chroma_source(palace) != palace):
+        return palace  # made earlier (and perhaps cut over since: its Chroma backup is the source)
+    if palace.parent.exists():
+        shutil.rmtree(palace.parent)
+    palace.parent.mkdir(parents=True)
+    try:
+        from ..source.generate import make_palace
+    except ImportError:
+        make_palace = None
+    if make_palace is not None:
+        make_palace(palace, drawers=drawers, seed=seed)
+    else:
+        write_small_palace(palace, drawers=drawers, seed=seed)
+    stamp.write_text("generated by palace_pg.runbook.demo\n")
+    log.info("demo palace of %d drawers written to %s", drawers, palace)
+    return palace
+
+
+def _unit(rng, n: int, dim: int):
+    import numpy as np
+
+    v = rng.normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def write_small_palace(palace: Path, *, drawers: int, seed: int) -> dict:
+    """A MemPalace-shaped palace written with chromadb (explicit embeddings: no model is loaded)."""
+    import chromadb
+    import numpy as np
+    from chromadb.config import Settings
+
+    rng = np.random.default_rng(seed)
+    palace.mkdir(parents=True, exist_ok=True)
+    client = chromadb.PersistentClient(path=str(palace), settings=Settings(anonymized_telemetry=False))
+    wings = list(WING_SHARES)
+    sizes = [max(3, int(drawers * share)) for share in WING_SHARES.values()]
+    sizes[0] += drawers - sum(sizes)
+    centres = _unit(rng, len(wings), 384)
+    col = client.create_collection("mempalace_drawers", metadata=HNSW_METADATA, embedding_function=None)
+    n = 0
+    for wing, size, centre in zip(wings, sizes, centres):
+        # each wing is a loose cluster: like real topics, not uniform noise
+        vecs = centre + 0.9 * _unit(rng, size, 384)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        for start in range(0, size, 2000):
+            chunk = range(start, min(size, start + 2000))
+            col.add(ids=[f"drawer_{wing}_{n + i:06d}" for i in chunk],
+                    documents=[f"{wing} note {i}: some remembered text é ✓" for i in chunk],
+                    metadatas=[{"wing": wing, "room": f"room_{i % 4}", "source_file": f"/notes/{wing}/{i % 50}.md",
+                                "chunk_index": i, "added_by": "demo", "importance": float(i % 5)} for i in chunk],
+                    embeddings=vecs[list(chunk)])
+        n += size
+    closets = client.create_collection("mempalace_closets", metadata=HNSW_METADATA, embedding_function=None)
+    k = max(10, drawers // 10)
+    closets.add(ids=[f"closet_{i:06d}" for i in range(k)], documents=[f"topic {i}|alice;bob" for i in range(k)],
+                metadatas=[{"wing": wings[i % len(wings)], "room": "room_0", "drawer_count": 3} for i in range(k)],
+                embeddings=_unit(rng, k, 384))
+    assets = client.create_collection("mempalace_assets", metadata=HNSW_METADATA, embedding_function=None)
+    assets.add(ids=[f"asset_{i:04d}" for i in range(12)], documents=[f"image {i}" for i in range(12)],
+               metadatas=[{"kind": "image", "wing": "wing_travel"} for _ in range(12)], embeddings=_unit(rng, 12, 768))
+    del client
+    _write_kg(palace / "knowledge_graph.sqlite3", rng)
+    return {"drawers": n, "wings": dict(zip(wings, sizes)), "closets": k, "assets": 12}
+
+
+def _write_kg(path: Path, rng) -> None:
+    from mempalace.knowledge_graph import KnowledgeGraph
+
+    people = ["Alice", "Bob", "Chen Wei", "Dana", "Émile", "Farah", "Gus", "Hana"]
+    things = ["MemPalace", "PostgreSQL", "chess", "Lisbon", "the garden", "jazz", "Rust", "the novel"]
+    predicates = ["works on", "loves", "lives in", "learns", "visited"]
+    graph = KnowledgeGraph(str(path))
+    try:
+        for who in people:
+            graph.add_entity(who, "person", {"demo": True})
+        for i, who in enumerate(people):
+            for j in range(3):
+                what = things[(i + j * 3) % len(things)]
+                pred = predicates[(i + j) % len(predicates)]
+                year = 2019 + int(rng.integers(0, 6))
+                graph.add_triple(who, pred, what, valid_from=f"{year}-0{1 + j}-1{j}", confidence=0.9,
+                                 source_file=f"/notes/{i}.md")
+                if (i + j) % 4 == 0:  # some facts ended: timelines and as_of queries see both states
+                    graph.invalidate(who, pred, what, ended=f"{year + 1}-06-30")
+    finally:
+        graph.close()

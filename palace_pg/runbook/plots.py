@@ -1,0 +1,85 @@
+"""The 03_verify figures, built on matplotlib's object API (no pyplot state, no GUI backend)."""
+
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+
+_COLOURS = {"Chroma HNSW": "#e36209", "pgvector HNSW": "#0969da", "PostgreSQL exact": "#1a7f37",
+            "PostgreSQL HNSW": "#0969da", "PostgreSQL": "#0969da"}
+
+
+def recall_vs_ef(rows: list[dict]) -> Figure:
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    for engine in dict.fromkeys(r["engine"] for r in rows):
+        pts = [r for r in rows if r["engine"] == engine]
+        ax.plot([r["ef_search"] for r in pts], [r["recall@10"] for r in pts], marker="o", label=engine,
+                color=_COLOURS.get(engine), linestyle="--" if "exact" in engine else "-")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("ef_search")
+    ax.set_ylabel("recall@10 (vs exact cosine top-10)")
+    ax.set_ylim(min(0.5, min((r["recall@10"] for r in rows), default=1) - 0.05), 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"recall@10 against ef_search ({rows[0]['queries'] if rows else 0} queries)")
+    return fig
+
+
+def latency(result: dict) -> Figure:
+    samples = result["samples_ms"]
+    fig = Figure(figsize=(8, 4))
+    ax, bx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    names = list(samples)
+    ax.boxplot([samples[n] for n in names], tick_labels=names, whis=(1, 99), showfliers=False)
+    ax.set_yscale("log")
+    ax.set_ylabel("latency per query (ms, log)")
+    ax.set_title(f"top-10 latency, ef_search {result['ef_search']}")
+    ax.grid(alpha=0.3, axis="y")
+    pct = {p["engine"]: p for p in result["percentiles"]}
+    width = 0.8 / max(1, len(names))
+    for j, name in enumerate(names):
+        vals = [pct[name][f"p{p}_ms"] for p in (50, 95, 99)]
+        bx.bar([i + j * width for i in range(3)], vals, width=width, label=name, color=_COLOURS.get(name))
+    bx.set_xticks([i + width * (len(names) - 1) / 2 for i in range(3)], ["p50", "p95", "p99"])
+    bx.set_ylabel("ms")
+    bx.legend(fontsize=8)
+    bx.set_title("percentiles")
+    return fig
+
+
+def filtered(rows: list[dict]) -> Figure:
+    fig = Figure(figsize=(9, 4))
+    ax, bx = fig.subplots(1, 2)
+    for engine in dict.fromkeys(r["engine"] for r in rows):
+        pts = sorted((r for r in rows if r["engine"] == engine), key=lambda r: r["wing_rows"])
+        xs = [r["wing_rows"] for r in pts]
+        ax.plot(xs, [r["recall@10"] for r in pts], marker="o", label=engine, color=_COLOURS.get(engine))
+        bx.plot(xs, [r["p50_ms"] for r in pts], marker="o", label=engine, color=_COLOURS.get(engine))
+    for a, label in ((ax, "recall@10 within the wing"), (bx, "p50 latency (ms)")):
+        a.set_xscale("log")
+        a.set_xlabel("wing size (drawers)")
+        a.set_ylabel(label)
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    ax.set_ylim(min(0.5, min((r["recall@10"] for r in rows), default=1) - 0.05), 1.01)
+    fig.suptitle("search filtered to one wing, by wing size")
+    return fig
+
+
+def kg_parity(result: dict) -> Figure:
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.add_subplot()
+    rows = result.get("rows") or []
+    if not rows:
+        ax.text(0.5, 0.5, f"KG parity skipped:\n{result.get('reason', '')}", ha="center", va="center", wrap=True)
+        ax.set_axis_off()
+        return fig
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    same = [sum(1 for r in rows if r["method"] == m and r["equal"]) for m in methods]
+    diff = [sum(1 for r in rows if r["method"] == m and not r["equal"]) for m in methods]
+    ax.barh(methods, same, color="#1a7f37", label="same answer")
+    ax.barh(methods, diff, left=same, color="#cf222e", label="different answer")
+    ax.set_xlabel("questions asked to sqlite (mempalace) and AGE (palace_pg)")
+    ax.legend(fontsize=8)
+    ax.set_title(f"KG query parity: {sum(same)} of {len(rows)} answers identical")
+    return fig

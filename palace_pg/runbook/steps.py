@@ -1,0 +1,131 @@
+"""Runbook steps that combine several library calls, so each notebook cell stays one call and one display."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .. import engine
+from ..errors import PalacePgError
+from ..phases.base import MigrationOptions
+from . import display
+from .demo import Target, chroma_source
+
+log = logging.getLogger(__name__)
+
+
+def options(target: Target, params: dict, *, source: Path | None = None) -> MigrationOptions:
+    """The engine's options from a runbook's target and parameters."""
+    return MigrationOptions(palace=source or target.palace, dsn=target.dsn,
+                            batch_size=params.get("batch_size", 5000), work_dir=target.work_dir,
+                            restart=params.get("restart", False), ef_search=params.get("ef_search", 100))
+
+
+def phases() -> list[tuple[str, str]]:
+    """(name, title) of every migration phase, in order: the rows of the progress board."""
+    return [(p.name, p.title) for p in engine.PHASES]
+
+
+def done_phases(status: dict) -> list[str]:
+    return [r["phase"] for r in status.get("checkpoints", []) if r["state"] == "done" and not r["unit"]]
+
+
+def require_ok(report) -> None:
+    """Raise PreflightRefused when any check failed (after the notebook has shown them)."""
+    from ..errors import Check, PreflightRefused
+
+    if isinstance(report, dict):  # engine.plan() returns the report as a dict
+        checks = [c if isinstance(c, Check) else Check(**c) for c in report["checks"]]
+    else:
+        checks = report.checks
+    if any(c.status == "fail" for c in checks):
+        raise PreflightRefused(checks)
+
+
+def cutover(gate, target: Target) -> dict | None:
+    """The cutover behind its gate: None (shown as skipped) when headless and not requested."""
+    from ..cutover import cutover as do_cutover
+    from ..marker import has_marker
+
+    if has_marker(target.palace):
+        display.banner(f"{target.palace} is already cut over (it holds palace_pg.json)", "done")
+        return {"palace": str(target.palace), "already": True}
+    if not gate.proceed():
+        return None
+    result = do_cutover(target.palace, target.dsn)
+    display.key_values(result, title="Cutover done")
+    return result
+
+
+def smoke(target: Target, done: dict | None) -> list[dict]:
+    """After a cutover: `mempalace status` on the palace and a KG query through AGE.  Raises on a failure."""
+    if not done:
+        display.banner("smoke test skipped: no cutover was made in this run", "skipped")
+        return []
+    rows = [_mempalace_status(target.palace), _kg_query(target)]
+    display.table(rows, ["check", "status", "detail"], title="Smoke test after the cutover", status_col="status")
+    failed = [r for r in rows if r["status"] == "fail"]
+    if failed:
+        raise PalacePgError(f"smoke test failed: {'; '.join(r['check'] for r in failed)}",
+                            f"roll back: palace-pg rollback --palace {target.palace} --yes")
+    return rows
+
+
+def _mempalace_status(palace: Path) -> dict:
+    exe = shutil.which("mempalace") or str(Path(sys.executable).with_name("mempalace"))
+    try:
+        proc = subprocess.run([exe, "--palace", str(palace), "status"], capture_output=True, text=True, timeout=180)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"check": "mempalace status", "status": "fail", "detail": type(exc).__name__}
+    tail = (proc.stdout or proc.stderr).strip().splitlines()[-3:]
+    return {"check": "mempalace status", "status": "ok" if proc.returncode == 0 else "fail",
+            "detail": " | ".join(tail)[:300]}
+
+
+def _kg_query(target: Target) -> dict:
+    from .kgparity import age_graph_class
+
+    cls, why = age_graph_class()
+    if cls is None:
+        return {"check": "KG query (AGE)", "status": "skipped", "detail": why}
+    graph = cls(dsn=target.dsn)
+    try:
+        stats = graph.stats()
+        facts = graph.timeline(limit=3)
+    finally:
+        graph.close()
+    return {"check": "KG query (AGE)", "status": "ok", "detail": f"stats {stats}; first facts {facts[:1]}"}
+
+
+def measurement(target: Target):
+    """A measurement session on a Chroma copy of the source (its backup once cut over) and the target."""
+    from .measure import Session
+
+    return Session(chroma_source(target.palace), target.dsn, target.work_dir)
+
+
+def verify(target: Target, params: dict) -> dict:
+    """Phase 6 on demand, with its parity tables shown whether it passes or fails (then it raises)."""
+    from ..errors import VerificationFailed
+
+    board = display.ProgressBoard([("verify", "Compare counts, ids, rows, vectors, the KG; recall@10")],
+                                  title="Verification")
+    try:
+        with board:
+            report = engine.verify(options(target, params, source=chroma_source(target.palace)), progress=board)
+    except VerificationFailed as exc:
+        report = engine.status(target.dsn).get("verification") or {"collections": {}, "kg": {}}
+        display.parity(report, exc.differences)
+        raise
+    display.parity(report, report.get("differences_listed", []))
+    return report
+
+
+def require_kg_parity(result: dict) -> None:
+    """Raise when sqlite and AGE answered a KG question differently (a skip is shown, not raised)."""
+    if result.get("status") == "fail":
+        raise PalacePgError(f"KG query parity failed: {result['reason']}",
+                            "do not cut over; the differing questions are in the table above")
