@@ -232,6 +232,8 @@ def bulk_load(conn: psycopg.Connection, entities: Iterable[dict], triples: Itera
             for row in entities:
                 if row.get("id") is None or row.get("name") is None:
                     raise KgIntegrityError(f"entity row {row!r} has no id or name (sqlite declares them NOT NULL)")
+                if row.get("rowid") is None:
+                    raise KgIntegrityError(f"entity row {row.get('id')!r} has no rowid (read it with the row)")
                 check_storable("entities", row)
                 cp.write_row((row["id"], _params(_props(row, ENTITY_COLUMNS))))
                 n_in_v += 1
@@ -241,6 +243,8 @@ def bulk_load(conn: psycopg.Connection, entities: Iterable[dict], triples: Itera
                 if any(row.get(c) is None for c in ("id", "subject", "predicate", "object")):
                     raise KgIntegrityError(
                         f"triple row {row.get('id')!r} lacks id/subject/predicate/object (NOT NULL in sqlite)")
+                if row.get("rowid") is None:
+                    raise KgIntegrityError(f"triple row {row.get('id')!r} has no rowid (read it with the row)")
                 check_storable("triples", row)
                 cp.write_row((row["id"], row["subject"], row["object"], _params(_props(row, TRIPLE_COLUMNS))))
                 n_in_e += 1
@@ -519,6 +523,12 @@ class AgeStore:
 
     def open_named_triples(self) -> list[dict]:
         return _by_rowid([_named(x) for x in _run(self.conn, Q_OPEN_NAMED, {})])
+
+    def open_predicate_counts(self) -> dict[str, int]:
+        rows = self.conn.execute(sql.SQL(
+            "SELECT properties::json ->> 'predicate', count(*) FROM {} WHERE {} IS NULL GROUP BY 1").format(
+                _label_table(EDGE_LABEL), _prop("valid_to"))).fetchall()
+        return {str(p): int(n) for p, n in rows}
 
     def count_triples(self, entity_id: str | None = None) -> int:
         if entity_id is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -26,10 +27,10 @@ from mempalace.ids import make_triple_id
 from mempalace.knowledge_graph import DEFAULT_KG_PATH
 
 from .. import dsn as dsn_mod
-from . import candidates, temporal
+from . import candidates, locate, temporal
 from .age_store import AgeStore
 from .errors import KgIntegrityError
-from .locate import dsn_for_db_path
+from .snapshot import sqlite_snapshot
 from .store import TABLES, KGStore
 from .values import as_sqlite_stores
 
@@ -55,10 +56,11 @@ class AgeKnowledgeGraph:
     def __init__(self, db_path: str | None = None, *, dsn: str | None = None,
                  store_factory: Callable[[psycopg.Connection], KGStore] = AgeStore) -> None:
         self.db_path = db_path or DEFAULT_KG_PATH
-        self.dsn = dsn or dsn_for_db_path(self.db_path)
+        self.dsn = dsn or locate.dsn_for_db_path(self.db_path)
         self._store_factory = store_factory
         self._connection: psycopg.Connection | None = None
         self._lock = threading.Lock()
+        self._snapshots: list[sqlite3.Connection] = []
         with self._store() as store:
             store.ensure_schema()
 
@@ -95,19 +97,22 @@ class AgeKnowledgeGraph:
             except psycopg.Error:
                 pass
 
-    def _conn(self):
-        """sqlite's connection accessor has no equivalent: say so instead of an AttributeError."""
-        from .errors import KgError
+    def _conn(self) -> sqlite3.Connection:
+        """A read-only sqlite snapshot in mempalace's schema (see :mod:`palace_pg.kg.snapshot`).
 
-        raise KgError(
-            "the AGE knowledge graph has no sqlite connection (code ran sqlite SQL on a KnowledgeGraph)",
-            "use the KnowledgeGraph methods; palace_pg.kg.hook replaces mempalace's direct-SQL helpers",
-        )
+        For code that reads SQL off ``kg._conn()``; closed by :meth:`close`.
+        """
+        with self._store() as store:
+            snap = sqlite_snapshot(store)
+        self._snapshots.append(snap)
+        return snap
 
     def close(self) -> None:
         """Close the connection (the next call reopens it, as the sqlite class does)."""
         with self._lock:
             self._drop_connection()
+            while self._snapshots:
+                self._snapshots.pop().close()
 
     def __enter__(self):
         return self
@@ -352,6 +357,11 @@ class AgeKnowledgeGraph:
         """Open facts with both ends' display names (for kg_normalize), rowid order."""
         with self._store() as store:
             return store.open_named_triples()
+
+    def open_predicate_counts(self) -> dict[str, int]:
+        """{predicate: number of open facts} (palace_audit's predicate-reuse figures)."""
+        with self._store() as store:
+            return store.open_predicate_counts()
 
     # ── replication (RFC 004) ────────────────────────────────────────────────
 

@@ -82,6 +82,9 @@ class KGStore(Protocol):
     def open_named_triples(self) -> list[dict]:
         """Open triples (valid_to NULL) with both ends named, rowid order."""
 
+    def open_predicate_counts(self) -> dict[str, int]:
+        """{predicate: count} over open triples."""
+
     def count_triples(self, entity_id: str | None = None) -> int:
         """All triples, or those touching the entity."""
 
