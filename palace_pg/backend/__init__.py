@@ -1,0 +1,9 @@
+"""MemPalace's ``postgres`` storage backend: the palace after the move, served from PostgreSQL.
+
+Entry point (pyproject): ``mempalace.backends`` → ``postgres = palace_pg.backend:PostgresBackend``.
+"""
+
+from .backend import PostgresBackend
+from .collection import PostgresCollection
+
+__all__ = ["PostgresBackend", "PostgresCollection"]

@@ -1,0 +1,190 @@
+"""Table lifecycle for the backend: creating a collection, fixing its width, sequences, maintenance.
+
+Maintenance kinds (RFC 001 reserved names):
+
+* ``analyze``: ANALYZE (planner statistics, the filter-count estimates);
+* ``reindex``: build the indexes of ``target/schema.index_definitions`` that
+  are missing and rebuild invalid ones; ``noop`` when all are there;
+* ``compact``: store vectors inline (``STORAGE MAIN``) and rewrite the table
+  in (wing, room) order with CLUSTER, then ANALYZE.  Exact filtered search
+  reads a wing's rows; adjacent rows with inline vectors make that ~10×
+  cheaper (benchmarks/bench_search.py).  Takes an exclusive lock for the
+  rewrite (about a minute at 160K drawers, the HNSW rebuild dominating).
+
+Concurrent runs of one kind on one table are serialised by a session
+advisory lock; the loser returns ``already_running`` instead of stacking work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import psycopg
+from mempalace.backends.base import HealthStatus, MaintenanceResult
+from psycopg import sql
+
+from ..target import schema
+from ..target.schema import SCHEMA, qualified
+
+if TYPE_CHECKING:
+    from .collection import TableState
+
+log = logging.getLogger(__name__)
+
+KINDS = frozenset({"analyze", "reindex", "compact"})
+_LOCK_CLASS = 0x50475042  # "PGPB": palace_pg backend
+
+
+def _lock_key(text: str) -> int:
+    raw = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+    return raw - 2**32 if raw >= 2**31 else raw
+
+
+def column_dimension(conn: psycopg.Connection, table: str) -> int | None:
+    """The width of ``embedding`` from its type modifier (None for an untyped ``vector``)."""
+    row = conn.execute(
+        "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "WHERE a.attrelid = to_regclass(%s) AND a.attname = 'embedding'", [f"{SCHEMA}.{table}"]).fetchone()
+    if not row or not row[0] or "(" not in row[0]:
+        return None
+    return int(row[0].split("(")[1].rstrip(")"))
+
+
+def index_status(conn: psycopg.Connection, table: str) -> dict[str, str]:
+    """Every index of index_definitions: ``valid``, ``invalid`` or ``missing``."""
+    found = dict(conn.execute(
+        "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = to_regclass(%s)", [f"{SCHEMA}.{table}"]).fetchall())
+    return {name: ("missing" if name not in found else "valid" if found[name] else "invalid")
+            for name, _ in schema.index_definitions(table)}
+
+
+def create_indexes(conn: psycopg.Connection, table: str, *, with_hnsw: bool) -> list[str]:
+    built = []
+    status = index_status(conn, table)
+    for name, stmt in schema.index_definitions(table):
+        if name.endswith("_hnsw") and not with_hnsw:
+            continue
+        if status[name] == "invalid":
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(SCHEMA, name)))
+        if status[name] != "valid":
+            conn.execute(stmt)
+            built.append(name)
+    return built
+
+
+def create_collection(conn: psycopg.Connection, name: str, table: str, dimension: int | None) -> None:
+    """Table, indexes, sequence and registry row for a new collection (inside the caller's transaction)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_CLASS, _lock_key(f"create:{table}")])
+    schema.create_base(conn)
+    conn.execute(schema.collection_ddl(table, dimension))
+    # Inline vectors keep exact filtered search off TOAST (the table is new and empty: no rewrite).
+    conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN embedding SET STORAGE MAIN").format(qualified(table)))
+    create_indexes(conn, table, with_hnsw=dimension is not None)
+    conn.execute(sql.SQL("CREATE SEQUENCE IF NOT EXISTS {}").format(sql.Identifier(SCHEMA, f"{table}_seq")))
+    role = name.removeprefix("mempalace_") if name != "mempalace_drawers" else "drawers"
+    conn.execute(sql.SQL(
+        "INSERT INTO {} (name, table_name, dimension, metadata, source_count, role) "
+        "VALUES (%s, %s, %s, %s::jsonb, 0, %s) ON CONFLICT (name) DO NOTHING").format(qualified("collections")),
+        [name, table, dimension, '{"hnsw:space": "cosine"}', role])
+
+
+def fix_dimension(conn: psycopg.Connection, state: "TableState", width: int) -> None:
+    """First vector of a collection created without a width: type the column, build HNSW."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_CLASS, _lock_key(f"create:{state.table}")])
+    current = column_dimension(conn, state.table)
+    if current is None:
+        conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN embedding TYPE vector({})").format(
+            qualified(state.table), sql.Literal(int(width))))
+        # The new type brings its default storage back: keep vectors inline.
+        conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN embedding SET STORAGE MAIN").format(qualified(state.table)))
+        create_indexes(conn, state.table, with_hnsw=True)
+        conn.execute(sql.SQL("UPDATE {} SET dimension = %s WHERE name = %s").format(qualified("collections")),
+                     [width, state.name])
+        current = width
+    state.dimension = current
+
+
+def ensure_sequence(conn: psycopg.Connection, state: "TableState") -> None:
+    """``<table>_seq`` exists and is past every seq in the table (the migration numbers rows itself)."""
+    if getattr(state, "sequence_ready", False):
+        return
+    seq = sql.Identifier(SCHEMA, state.sequence)
+    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_CLASS, _lock_key(f"seq:{state.table}")])
+    conn.execute(sql.SQL("CREATE SEQUENCE IF NOT EXISTS {}").format(seq))
+    # Only ever moves forward: values handed out but not yet committed stay unique.
+    conn.execute(sql.SQL(
+        "SELECT setval(%s, m.top + 1, false) FROM (SELECT coalesce(max(seq), -1) AS top FROM {t}) m, {s} "
+        "WHERE {s}.last_value <= m.top").format(t=qualified(state.table), s=seq), [f"{SCHEMA}.{state.sequence}"])
+    state.sequence_ready = True
+
+
+def health(conn: psycopg.Connection, state: "TableState") -> HealthStatus:
+    if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{SCHEMA}.{state.table}"]).fetchone()[0]:
+        return HealthStatus.unhealthy(f"table {SCHEMA}.{state.table} not found")
+    status = index_status(conn, state.table)
+    bad = {k: v for k, v in status.items() if v != "valid" and not (k.endswith("_hnsw") and state.dimension is None)}
+    if bad:
+        return HealthStatus.unhealthy(f"indexes not usable: {bad}; run maintenance 'reindex'")
+    return HealthStatus.healthy(f"{SCHEMA}.{state.table}: all {len(status)} indexes valid")
+
+
+def state(conn: psycopg.Connection, st: "TableState") -> dict:
+    status = index_status(conn, st.table)
+    hnsw = status.get(f"{st.table}_embedding_hnsw")
+    stats = conn.execute(
+        "SELECT n_live_tup, n_dead_tup, n_tup_ins + n_tup_upd + n_tup_del, last_analyze, last_autoanalyze, "
+        "last_vacuum, last_autovacuum FROM pg_stat_user_tables WHERE relid = to_regclass(%s)",
+        [f"{SCHEMA}.{st.table}"]).fetchone() or (0, 0, 0, None, None, None, None)
+    rows = conn.execute(sql.SQL("SELECT count(*), max(seq) FROM {}").format(qualified(st.table))).fetchone()
+    storage = conn.execute(
+        "SELECT attstorage FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'embedding'",
+        [f"{SCHEMA}.{st.table}"]).fetchone()
+    analyzed = max((t for t in (stats[3], stats[4]) if t), default=None)
+    return {
+        "row_count": rows[0],
+        "vector_index": "hnsw" if hnsw in ("valid", "invalid") else None,
+        "index_build_complete": hnsw == "valid",
+        "indexes": status,
+        "dimension": st.dimension,
+        "vector_storage": {"m": "main", "p": "plain", "e": "external", "x": "extended"}.get(storage[0] if storage else ""),
+        "dead_rows": stats[1],
+        "last_analyze": analyzed.isoformat() if analyzed else None,
+        "consistency_token": {"rows": rows[0], "max_seq": rows[1], "modifications": stats[2]},
+    }
+
+
+def run(conn: psycopg.Connection, st: "TableState", kind: str) -> MaintenanceResult:
+    key = _lock_key(f"{kind}:{st.table}")
+    if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_CLASS, key]).fetchone()[0]:
+        return MaintenanceResult(kind=kind, status="already_running")
+    started = time.monotonic()
+    try:
+        t = qualified(st.table)
+        if kind == "analyze":
+            conn.execute(sql.SQL("ANALYZE {}").format(t))
+            return MaintenanceResult(kind, "ran", {"seconds": round(time.monotonic() - started, 3)})
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        try:
+            if kind == "reindex":
+                with conn.transaction():
+                    built = create_indexes(conn, st.table, with_hnsw=st.dimension is not None)
+                if not built:
+                    return MaintenanceResult(kind, "noop", {"indexes": index_status(conn, st.table)})
+                return MaintenanceResult(kind, "ran", {"built": built, "seconds": round(time.monotonic() - started, 3)})
+            # compact
+            conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN embedding SET STORAGE MAIN").format(t))
+            order = f"{st.table}_wing_room"
+            if index_status(conn, st.table).get(order) == "valid":
+                conn.execute(sql.SQL("CLUSTER {} USING {}").format(t, sql.Identifier(order)))
+            else:
+                conn.execute(sql.SQL("VACUUM FULL {}").format(t))
+            conn.execute(sql.SQL("ANALYZE {}").format(t))
+            return MaintenanceResult(kind, "ran", {"seconds": round(time.monotonic() - started, 3)})
+        finally:
+            conn.execute("RESET maintenance_work_mem")
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_CLASS, key])

@@ -1,0 +1,152 @@
+"""How one kNN query runs: HNSW, exact over the filtered subset, or HNSW iterative scan.
+
+pgvector's HNSW filters *after* the index scan, so a selective filter returns
+fewer than k rows, and iterative scans return k rows at poor recall when the
+filter is correlated with the vectors (a wing is a few topic clusters):
+measured at 160K drawers, recall@10 0.06–0.70 for 1–30% wings
+(perf-anchors.md §1.5 found 0.81–0.87).  So the plan is chosen by how many
+rows the filter matches, counted through the btrees (capped, cached briefly):
+
+* no filter: HNSW with ``hnsw.ef_search`` (SET LOCAL, default 100);
+* at most ``exact_max_rows`` matching rows: exact — distances over the
+  filtered subset only, ordered by ``(embedding <=> q) + 0`` so the planner
+  cannot pick the HNSW index; only ids and distances are sorted, documents
+  are fetched for the k winners;
+* more: HNSW with ``hnsw.iterative_scan = relaxed_order`` and a larger
+  ``ef_search``, re-sorted; if it comes back short, the exact plan runs.
+
+The exact plan costs about 0.5 µs per matching row when the vectors are
+stored inline and the rows of a wing are adjacent on disk
+(``run_maintenance("compact")``); see benchmarks/bench_search.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from ..target.schema import qualified
+from .filters import Predicate
+from .settings import SearchSettings
+
+log = logging.getLogger(__name__)
+
+HNSW = "hnsw"
+EXACT = "exact"
+ITERATIVE = "iterative"
+
+
+@dataclass(frozen=True)
+class Columns:
+    documents: bool = True
+    metadatas: bool = True
+    embeddings: bool = False
+
+    def select(self, alias: str) -> sql.Composable:
+        a = sql.Identifier(alias)
+        return sql.SQL(", ").join([
+            sql.SQL("{}.id").format(a),
+            sql.SQL("{}.document").format(a) if self.documents else sql.SQL("NULL::text"),
+            sql.SQL("{}.metadata").format(a) if self.metadatas else sql.SQL("NULL::jsonb"),
+            sql.SQL("{}.embedding").format(a) if self.embeddings else sql.SQL("NULL::vector"),
+        ])
+
+
+@dataclass
+class PlanChoice:
+    kind: str
+    matching: int | None = None
+
+
+class Planner:
+    """Chooses and runs kNN plans; keeps a short-lived cache of filter row counts."""
+
+    def __init__(self, settings: SearchSettings) -> None:
+        self.settings = settings
+        self._counts: dict[tuple, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    # -- selectivity ---------------------------------------------------------------------
+    def matching_rows(self, conn: psycopg.Connection, table: str, pred: Predicate) -> int:
+        """Rows the filter matches, counted up to ``exact_max_rows + 1``."""
+        cap = self.settings.exact_max_rows + 1
+        stmt = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} LIMIT %s) s").format(qualified(table), pred.sql)
+        key = (table, stmt.as_string(conn), repr(pred.params))
+        now = time.monotonic()
+        with self._lock:
+            hit = self._counts.get(key)
+        if hit and now - hit[1] < self.settings.count_ttl:
+            return hit[0]
+        count = conn.execute(stmt, [*pred.params, cap]).fetchone()[0]
+        with self._lock:
+            if len(self._counts) > 1024:
+                self._counts.clear()
+            self._counts[key] = (count, now)
+        return count
+
+    def forget(self, table: str) -> None:
+        """Writes change counts: drop this table's cached ones."""
+        with self._lock:
+            for key in [k for k in self._counts if k[0] == table]:
+                del self._counts[key]
+
+    def choose(self, conn: psycopg.Connection, table: str, pred: Predicate) -> PlanChoice:
+        if pred.is_true:
+            return PlanChoice(HNSW)
+        matching = self.matching_rows(conn, table, pred)
+        if matching <= self.settings.exact_max_rows:
+            return PlanChoice(EXACT, matching)
+        return PlanChoice(ITERATIVE, matching)
+
+    # -- execution -----------------------------------------------------------------------
+    def knn(self, conn: psycopg.Connection, table: str, vector: np.ndarray, k: int, pred: Predicate,
+            cols: Columns) -> tuple[list[tuple], PlanChoice]:
+        """Rows ``(id, document, metadata, embedding, distance)``, nearest first."""
+        plan = self.choose(conn, table, pred)
+        if plan.kind == EXACT:
+            return self._exact(conn, table, vector, k, pred, cols), plan
+        if plan.kind == HNSW:
+            return self._hnsw(conn, table, vector, k, pred, cols, iterative=False), plan
+        rows = self._hnsw(conn, table, vector, k, pred, cols, iterative=True)
+        if len(rows) < k:
+            log.info("iterative scan on %s returned %d of %d rows; falling back to exact", table, len(rows), k)
+            plan = PlanChoice(EXACT, plan.matching)
+            rows = self._exact(conn, table, vector, k, pred, cols)
+        return rows, plan
+
+    def _exact(self, conn, table, vector, k, pred, cols) -> list[tuple]:
+        # The inner query sorts (id, distance) only; "+ 0" makes the ORDER BY unservable by HNSW.
+        stmt = sql.SQL(
+            "SELECT {cols}, s.distance FROM ("
+            "SELECT id, embedding <=> %s AS distance FROM {t} WHERE {f} "
+            "ORDER BY (embedding <=> %s) + 0 LIMIT %s) s "
+            "JOIN {t} r USING (id) ORDER BY s.distance, s.id"
+        ).format(cols=cols.select("r"), t=qualified(table), f=pred.sql)
+        return conn.execute(stmt, [vector, *pred.params, vector, k]).fetchall()
+
+    def _hnsw(self, conn, table, vector, k, pred, cols, *, iterative: bool) -> list[tuple]:
+        s = self.settings
+        ef = max(s.iterative_ef_search if iterative else s.ef_search, k)
+        if iterative:
+            # relaxed_order returns rows slightly out of order: the outer query re-sorts them.
+            stmt = sql.SQL(
+                "WITH r AS MATERIALIZED (SELECT id, embedding <=> %s AS distance FROM {t} WHERE {f} "
+                "ORDER BY embedding <=> %s LIMIT %s) "
+                "SELECT {cols}, r.distance FROM r JOIN {t} x USING (id) ORDER BY r.distance + 0, r.id"
+            ).format(cols=cols.select("x"), t=qualified(table), f=pred.sql)
+        else:
+            # The index scan stops after k rows, so documents are read for the winners only.
+            stmt = sql.SQL("SELECT {cols}, embedding <=> %s AS distance FROM {t} x WHERE {f} "
+                           "ORDER BY embedding <=> %s LIMIT %s").format(cols=cols.select("x"), t=qualified(table),
+                                                                       f=pred.sql)
+        with conn.transaction():
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', %s, true), "
+                         "set_config('hnsw.max_scan_tuples', %s, true)",
+                         [str(ef), "relaxed_order" if iterative else "off", str(s.max_scan_tuples)])
+            return conn.execute(stmt, [vector, *pred.params, vector, k]).fetchall()

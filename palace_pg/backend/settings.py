@@ -1,0 +1,85 @@
+"""Where a palace's database is, and how searches are tuned.
+
+DSN, first match wins:
+
+1. ``options["dsn"]`` passed to ``get_collection`` (programmatic use, tests);
+   if the palace has a marker naming another database, that is a
+   ``BackendMismatchError``, never a silent switch;
+2. the palace's marker ``palace_pg.json`` (``PALACE_PG_DSN`` overrides the
+   recorded target, see palace_pg/marker.py);
+3. for a palace that has no marker yet (``mempalace init --backend postgres``
+   then ``mine``): ``PALACE_PG_DSN``, then ``postgres_dsn`` in MemPalace's
+   ``config.json``, then palace_pg's embedded server.  The first write-open
+   then writes the marker, so the palace is found by detection afterwards.
+
+Search tuning, first match wins: ``options``, environment
+(``PALACE_PG_EF_SEARCH``, ``PALACE_PG_EXACT_MAX_ROWS``), the ``search`` key
+of ``backend_meta``, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Optional
+
+from ..dsn import resolve_dsn
+from ..marker import Marker, has_marker, read_marker
+
+ENV_DSN = "PALACE_PG_DSN"
+CONFIG_DSN_KEY = "postgres_dsn"
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    #: hnsw.ef_search for unfiltered kNN (Chroma 1.x's default is 100 too).
+    ef_search: int = 100
+    #: A filter matching at most this many rows is searched exactly (recall 1.0).
+    exact_max_rows: int = 40_000
+    #: Larger filtered subsets: HNSW iterative scan with these settings, exact fallback if short.
+    iterative_ef_search: int = 200
+    max_scan_tuples: int = 200_000
+    #: How long a filter's row count is reused to choose the plan (seconds).
+    count_ttl: float = 60.0
+    #: Lexical search: candidates scored with BM25 (Chroma keeps 500 too).
+    lexical_window: int = 500
+
+    @classmethod
+    def resolve(cls, options: Optional[dict] = None, stored: Optional[dict] = None) -> "SearchSettings":
+        values: dict = {}
+        for source in (stored or {}, _from_env(), options or {}):
+            for f in fields(cls):
+                if source.get(f.name) is not None:
+                    values[f.name] = type(getattr(cls, f.name))(source[f.name])
+        return replace(cls(), **values)
+
+
+def _from_env() -> dict:
+    out = {}
+    if os.environ.get("PALACE_PG_EF_SEARCH"):
+        out["ef_search"] = int(os.environ["PALACE_PG_EF_SEARCH"])
+    if os.environ.get("PALACE_PG_EXACT_MAX_ROWS"):
+        out["exact_max_rows"] = int(os.environ["PALACE_PG_EXACT_MAX_ROWS"])
+    return out
+
+
+def config_dsn() -> Optional[str]:
+    """``postgres_dsn`` from MemPalace's config.json (3.11 has no public accessor)."""
+    try:
+        from mempalace.config import MempalaceConfig
+
+        value = getattr(MempalaceConfig(), "_file_config", {}).get(CONFIG_DSN_KEY)
+    except Exception:  # noqa: BLE001 - a broken config must not hide the other sources
+        return None
+    return str(value) if value else None
+
+
+def marker_for(path: Optional[str]) -> Optional[Marker]:
+    if path and has_marker(path):
+        return read_marker(path)
+    return None
+
+
+def new_palace_dsn() -> str:
+    """The DSN for a palace that has no marker yet."""
+    return os.environ.get(ENV_DSN) or config_dsn() or resolve_dsn(None)
