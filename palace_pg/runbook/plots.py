@@ -6,6 +6,8 @@ from matplotlib.figure import Figure
 
 _COLOURS = {"Chroma HNSW": "#e36209", "pgvector HNSW": "#0969da", "PostgreSQL exact": "#1a7f37",
             "PostgreSQL HNSW": "#0969da", "PostgreSQL": "#0969da"}
+# distinct markers, so lines that coincide (recall 1.0 everywhere on a small palace) all stay visible
+_MARKERS = {"Chroma HNSW": "o", "pgvector HNSW": "s", "PostgreSQL exact": "^", "PostgreSQL": "s"}
 
 
 def recall_vs_ef(rows: list[dict]) -> Figure:
@@ -13,8 +15,9 @@ def recall_vs_ef(rows: list[dict]) -> Figure:
     ax = fig.add_subplot()
     for engine in dict.fromkeys(r["engine"] for r in rows):
         pts = [r for r in rows if r["engine"] == engine]
-        ax.plot([r["ef_search"] for r in pts], [r["recall@10"] for r in pts], marker="o", label=engine,
-                color=_COLOURS.get(engine), linestyle="--" if "exact" in engine else "-")
+        ax.plot([r["ef_search"] for r in pts], [r["recall@10"] for r in pts], marker=_MARKERS.get(engine, "o"),
+                label=engine, color=_COLOURS.get(engine), linestyle="--" if "exact" in engine else "-",
+                markerfacecolor="none", markersize=8)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("ef_search")
     ax.set_ylabel("recall@10 (vs exact cosine top-10)")
@@ -53,8 +56,10 @@ def filtered(rows: list[dict]) -> Figure:
     for engine in dict.fromkeys(r["engine"] for r in rows):
         pts = sorted((r for r in rows if r["engine"] == engine), key=lambda r: r["wing_rows"])
         xs = [r["wing_rows"] for r in pts]
-        ax.plot(xs, [r["recall@10"] for r in pts], marker="o", label=engine, color=_COLOURS.get(engine))
-        bx.plot(xs, [r["p50_ms"] for r in pts], marker="o", label=engine, color=_COLOURS.get(engine))
+        style = {"marker": _MARKERS.get(engine, "o"), "label": engine, "color": _COLOURS.get(engine),
+                 "markerfacecolor": "none", "markersize": 8}
+        ax.plot(xs, [r["recall@10"] for r in pts], **style)
+        bx.plot(xs, [r["p50_ms"] for r in pts], **style)
     for a, label in ((ax, "recall@10 within the wing"), (bx, "p50 latency (ms)")):
         a.set_xscale("log")
         a.set_xlabel("wing size (drawers)")
