@@ -138,6 +138,7 @@ class PostgresBackend(BaseBackend):
             raise PalaceNotFoundError(f"{path} holds no {MARKER_NAME}: not a palace_pg palace")
         else:
             dsn = explicit or new_palace_dsn()
+            os.makedirs(path, mode=0o700, exist_ok=True)  # before the database is claimed for it
         key = (str(palace.id), dsn)
         with self._lock:
             handle = self._handles.get(key)
