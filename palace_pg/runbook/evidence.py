@@ -159,9 +159,9 @@ def _archive(name: str, src: Path, out: Path, evidence: Path, partial: Path, kno
     moved = [(out, evidence / "notebooks" / out.name)] + \
         [(partial / "logs" / f"{name}.{s}.txt", evidence / "logs" / f"{name}.{s}.txt") for s in ("stdout", "stderr")]
     findings = [f for a, _ in moved if a.exists() for f in secrets.scan_file(a, known, root=partial)]
-    if findings:
+    if findings:  # fail closed: nothing of this run stays, including what the notebook wrote itself
         shutil.rmtree(partial, ignore_errors=True)
-        secrets.refuse(findings)
+        secrets.refuse(findings + _scan_and_remove(evidence, known))
     if not out.exists():
         return {"notebook": name, "path": None, "passed": False, "error": "papermill wrote no output notebook",
                 "records": {}}
