@@ -41,7 +41,7 @@ import psycopg
 from psycopg import sql
 
 from ..target import schema
-from .errors import KgIntegrityError
+from .errors import KgIntegrityError, KgValueRejected
 from .store import ENTITY_COLUMNS, TABLES, TRIPLE_COLUMNS
 from .values import check_storable
 
@@ -95,7 +95,21 @@ def _cypher(body: str, *, tail: str = "") -> sql.Composed:
     ).format(graph=sql.Literal(GRAPH), body=sql.SQL(body), tail=sql.SQL(tail))
 
 
+def _contains_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_contains_nul(v) for v in value)
+    return False
+
+
 def _params(values: dict) -> str:
+    # Checked before the server sees it: agtype would fail with a bare SQLSTATE 22P05.
+    if _contains_nul(values):
+        raise KgValueRejected("a value contains a NUL character, which PostgreSQL text cannot hold",
+                              "remove the NUL (\\x00); nothing was written")
     # allow_nan=False: a NaN/Infinity would be accepted by agtype but break every read.
     return json.dumps(values, ensure_ascii=False, allow_nan=False)
 

@@ -29,7 +29,7 @@ from mempalace.knowledge_graph import DEFAULT_KG_PATH
 from .. import dsn as dsn_mod
 from . import candidates, locate, temporal
 from .age_store import AgeStore
-from .errors import KgIntegrityError
+from .errors import KgIntegrityError, KgValueRejected
 from .snapshot import sqlite_snapshot
 from .store import TABLES, KGStore
 from .values import as_sqlite_stores
@@ -37,6 +37,21 @@ from .values import as_sqlite_stores
 log = logging.getLogger(__name__)
 
 _NOT_NULL = {"entities": ("id", "name"), "triples": ("id", "subject", "predicate", "object")}
+
+
+def _has_nul(*values) -> bool:
+    return any(isinstance(v, str) and "\x00" in v for v in values)
+
+
+def _refuse_nul(**values) -> None:
+    """PostgreSQL text cannot hold NUL: refuse the write before touching the database."""
+    for column, value in values.items():
+        if _has_nul(value):
+            raise KgValueRejected(
+                f"{column} {value!r} contains a NUL character, which PostgreSQL text cannot hold",
+                "remove the NUL (\\x00) from the value; nothing was written",
+                column=column,
+            )
 
 
 def _predicate(predicate) -> str:
@@ -59,7 +74,8 @@ class AgeKnowledgeGraph:
         self.dsn = dsn or locate.dsn_for_db_path(self.db_path)
         self._store_factory = store_factory
         self._connection: psycopg.Connection | None = None
-        self._lock = threading.Lock()
+        # Re-entrant: mempalace callers hold kg._lock around kg._conn() (sqlite's takes no lock).
+        self._lock = threading.RLock()
         self._snapshots: list[sqlite3.Connection] = []
         with self._store() as store:
             store.ensure_schema()
@@ -153,6 +169,7 @@ class AgeKnowledgeGraph:
 
     def add_entity(self, name: str, entity_type: str = "unknown", properties: dict = None):
         """Add or update an entity node (sqlite: INSERT OR REPLACE)."""
+        _refuse_nul(name=name, entity_type=entity_type)
         eid = self._entity_id(name)
         row = as_sqlite_stores("entities", {"id": eid, "name": name, "type": entity_type,
                                             "properties": json.dumps(properties or {}),
@@ -172,6 +189,8 @@ class AgeKnowledgeGraph:
                 f"valid_to={valid_to!r} is before valid_from={valid_from!r}; "
                 "an inverted interval would be invisible to every KG query"
             )
+        _refuse_nul(subject=subject, predicate=predicate, object=obj, source_closet=source_closet,
+                    source_file=source_file, source_drawer_id=source_drawer_id, adapter_name=adapter_name)
         sub_id, obj_id, pred = self._entity_id(subject), self._entity_id(obj), _predicate(predicate)
         with self._store(write=True) as store:
             self._insert_or_ignore_entity(store, sub_id, subject)
@@ -191,6 +210,8 @@ class AgeKnowledgeGraph:
         """Mark a relationship as no longer valid (set valid_to on every open match)."""
         sub_id, obj_id, pred = self._entity_id(subject), self._entity_id(obj), _predicate(predicate)
         ended = sanitize_iso_temporal(ended or date.today().isoformat(), "ended")
+        if _has_nul(sub_id, pred, obj_id):
+            return  # no stored fact can match a NUL: nothing to close (sqlite: an UPDATE of 0 rows)
         with self._store(write=True) as store:
             rows = store.open_triples(sub_id, pred, obj_id)
             for row in rows:
@@ -204,6 +225,9 @@ class AgeKnowledgeGraph:
         boundary = sanitize_iso_temporal(temporal.boundary(at), "at")
         sub_id, old_id, new_id = self._entity_id(subject), self._entity_id(old_obj), self._entity_id(new_obj)
         pred = _predicate(predicate)
+        _refuse_nul(subject=subject, predicate=predicate, old_obj=old_obj, new_obj=new_obj,
+                    source_closet=source_closet, source_file=source_file,
+                    source_drawer_id=source_drawer_id, adapter_name=adapter_name)
         with self._store(write=True) as store:
             # Like sqlite: only the entities a fact is opened for are created.
             for name, eid in ((subject, sub_id), (new_obj, new_id)):
@@ -228,6 +252,9 @@ class AgeKnowledgeGraph:
         boundary = sanitize_iso_temporal(temporal.boundary(at), "at")
         pred = _predicate(predicate)
         obj_id = self._entity_id(obj)
+        if _has_nul(triple_id):
+            return None  # no stored id holds a NUL: the fact is not open
+        _refuse_nul(predicate=predicate, object=obj, source_file=source_file)
         with self._store(write=True) as store:
             row = store.get_triple(triple_id)
             if row is None or row["valid_to"] is not None:
@@ -285,6 +312,8 @@ class AgeKnowledgeGraph:
         as_of = sanitize_iso_temporal(as_of, "as_of")
         eid = self._entity_id(name)
         as_of_key = temporal.start_key(as_of) if as_of else None
+        if _has_nul(name):
+            return []  # nothing stored holds a NUL, so neither a fact nor a candidate matches
         with self._store() as store:
             results = self._facts(store, eid, name, direction, as_of_key)
             if not results and not store.get_entities([eid]):
@@ -298,6 +327,8 @@ class AgeKnowledgeGraph:
         if not name or len(name.strip()) < candidates.MIN_CANDIDATE_LEN:
             return []
         eid = self._entity_id(name)
+        if _has_nul(name):
+            return []
         with self._store() as store:
             return self._lookup_entity_candidates(store, name, eid)
 
@@ -313,6 +344,8 @@ class AgeKnowledgeGraph:
         as_of = sanitize_iso_temporal(as_of, "as_of")
         pred = _predicate(predicate)
         as_of_key = temporal.start_key(as_of) if as_of else None
+        if _has_nul(pred):
+            return []
         with self._store() as store:
             rows = store.triples_with_predicate(pred)
         return [
@@ -328,6 +361,8 @@ class AgeKnowledgeGraph:
         limit = max(1, int(limit))
         offset = max(0, int(offset))
         eid = self._entity_id(entity_name) if entity_name else None
+        if _has_nul(eid):
+            return []
         with self._store() as store:
             rows = store.timeline(eid, limit, offset)
         return [
@@ -339,6 +374,8 @@ class AgeKnowledgeGraph:
     def timeline_total(self, entity_name: str = None) -> int:
         """Total number of facts a :meth:`timeline` query matches (all pages)."""
         eid = self._entity_id(entity_name) if entity_name else None
+        if _has_nul(eid):
+            return 0
         with self._store() as store:
             return store.count_triples(eid)
 
