@@ -25,7 +25,7 @@ from .files import atomic_write
 EVIDENCE_MIME = "application/vnd.palace-pg.evidence+json"
 _COLOURS = {"ok": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e", "done": "#1a7f37", "running": "#0969da",
             "pending": "#57606a", "skipped": "#57606a", "failed": "#cf222e"}
-_STYLE = ("<style>.ppg td,.ppg th{text-align:left;vertical-align:top;padding:2px 10px;font-size:12px}"
+_STYLE = ("<style>.ppg td,.ppg th{text-align:left !important;vertical-align:top;padding:2px 10px;font-size:12px}"
           ".ppg th{border-bottom:1px solid #999}.ppg-b{font-weight:bold}</style>")
 
 
