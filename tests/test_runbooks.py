@@ -231,3 +231,20 @@ def test_password_in_the_dsn_is_refused_before_anything_runs(tmp_path, palace):
         evidence.run_runbooks(palace, tmp_path / "ev", dsn=f"postgresql://postgres:{CANARY}@127.0.0.1:1/x")
     assert CANARY not in str(info.value)
     assert not (tmp_path / "ev").exists() or not any((tmp_path / "ev").rglob("*.ipynb"))
+
+
+@pytest.mark.notebooks
+def test_cutover_behind_its_gate_then_verify_reads_the_chroma_backup(tmp_path, fresh_db, palace):
+    """`-p cutover True`: 02 moves the Chroma palace aside (kept), leaves the marker, smoke-tests it; 03 still proves
+    parity against the Chroma backup."""
+    ev = tmp_path / "ev"
+    result = evidence.run_runbooks(palace, ev, dsn=fresh_db, confirm=True, parameters={**FAST, "cutover": True})
+    assert result["ok"], result
+    assert (palace / "palace_pg.json").is_file() and not (palace / "chroma.sqlite3").exists()
+    backups = list(palace.parent.glob("palace.chromadb-backup-*"))
+    assert len(backups) == 1 and (backups[0] / "chroma.sqlite3").is_file()
+    results = json.loads((ev / "manifest.json").read_text())["results"]
+    smoke = {r["check"]: r["status"] for r in results["02_cutover"]["smoke"]}
+    assert smoke["mempalace status"] == "ok" and smoke["KG query (AGE)"] == "ok"
+    assert results["02_cutover"]["gate"] == "parameter cutover=True"
+    assert results["03_verify"]["verification"]["differences"] == 0

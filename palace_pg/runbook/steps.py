@@ -65,7 +65,7 @@ def smoke(target: Target, done: dict | None) -> list[dict]:
     if not done:
         display.banner("smoke test skipped: no cutover was made in this run", "skipped")
         return []
-    rows = [_mempalace_status(target.palace), _kg_query(target)]
+    rows = [_mempalace_status(target.palace), _mempalace_search(target.palace), _kg_query(target)]
     display.table(rows, ["check", "status", "detail"], title="Smoke test after the cutover", status_col="status")
     failed = [r for r in rows if r["status"] == "fail"]
     if failed:
@@ -74,15 +74,33 @@ def smoke(target: Target, done: dict | None) -> list[dict]:
     return rows
 
 
-def _mempalace_status(palace: Path) -> dict:
+def _mempalace(palace: Path, *args: str) -> tuple[int, str]:
     exe = shutil.which("mempalace") or str(Path(sys.executable).with_name("mempalace"))
     try:
-        proc = subprocess.run([exe, "--palace", str(palace), "status"], capture_output=True, text=True, timeout=180)
+        proc = subprocess.run([exe, "--palace", str(palace), *args], capture_output=True, text=True, timeout=180)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"check": "mempalace status", "status": "fail", "detail": type(exc).__name__}
-    tail = (proc.stdout or proc.stderr).strip().splitlines()[-3:]
-    return {"check": "mempalace status", "status": "ok" if proc.returncode == 0 else "fail",
-            "detail": " | ".join(tail)[:300]}
+        return 1, type(exc).__name__
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+def _mempalace_status(palace: Path) -> dict:
+    code, out = _mempalace(palace, "status")
+    headline = next((line.strip() for line in out.splitlines() if "MemPalace Status" in line), out[-300:])
+    return {"check": "mempalace status", "status": "ok" if code == 0 and "MemPalace Status" in out else "fail",
+            "detail": headline}
+
+
+def _mempalace_search(palace: Path) -> dict:
+    """A search needs MemPalace's embedder; without its local model files the check is skipped, not faked."""
+    from ..source import minilm
+
+    if not minilm.model_available():
+        return {"check": "mempalace search", "status": "skipped",
+                "detail": "the MiniLM model files are not installed locally (a search would download them)"}
+    code, out = _mempalace(palace, "search", "notes")
+    ok = code == 0 and "error" not in out.lower()
+    return {"check": "mempalace search", "status": "ok" if ok else "fail", "detail": out.splitlines()[-1][:300]
+            if out else ""}
 
 
 def _kg_query(target: Target) -> dict:
@@ -97,7 +115,9 @@ def _kg_query(target: Target) -> dict:
         facts = graph.timeline(limit=3)
     finally:
         graph.close()
-    return {"check": "KG query (AGE)", "status": "ok", "detail": f"stats {stats}; first facts {facts[:1]}"}
+    return {"check": "KG query (AGE)", "status": "ok" if stats else "fail",
+            "detail": f"{stats.get('entities')} entities, {stats.get('triples')} triples; first fact: "
+                      + (f"{facts[0]['subject']} {facts[0]['predicate']} {facts[0]['object']}" if facts else "none")}
 
 
 def measurement(target: Target):
