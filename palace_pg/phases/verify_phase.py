@@ -1,12 +1,15 @@
 """Phase 6: prove the target equals the source, row by row, bit by bit.
 
-* per collection: counts; id-set equality (target ids + rejected ids = source ids);
+* per collection: counts; id-set equality (the ids in the snapshot's chroma.sqlite3,
+  read independently of chromadb, = the rows read = target ids + rejected ids);
   per-row document equality (sha256 of the UTF-8 bytes), typed metadata equality
-  (a type-strict canonical JSON: 1, 1.0 and true differ), bit-exact vectors
-  (sha256 of pgvector's binary form, computed on both sides);
+  (sha256 of a type-strict canonical JSON: 1, 1.0 and true differ), bit-exact
+  vectors (sha256 of pgvector's binary form).  The source side of each comparison
+  is the digest taken when the row was read, stored with the row in the same
+  transaction (``mempalace.source_digests``), so the source is not read twice;
 * the KG: every entity and triple column equal, by id;
-* recall@10 of the HNSW index against exact search over the *source* vectors,
-  computed in one streaming pass (memory stays flat whatever the palace size).
+* recall@10 of the HNSW index against exact search over the stored vectors (proven
+  bit-equal to the source's in the same pass), streamed: memory stays flat.
 
 Any difference fails the phase with the list of differences.  Rejected rows are
 not differences (they are kept whole in ``mempalace.rejects``) but are listed.
@@ -14,9 +17,8 @@ not differences (they are kept whole in ``mempalace.rejects``) but are listed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import struct
+import sqlite3
 
 import numpy as np
 from psycopg import sql
@@ -24,6 +26,7 @@ from psycopg import sql
 from ..errors import VerificationFailed
 from ..faults import crash_point
 from ..target import jsonfmt, schema, state
+from ..target.loader import metadata_digest
 from .base import RunContext
 
 log = logging.getLogger(__name__)
@@ -33,14 +36,15 @@ RECALL_K = 10
 RECALL_WARN_BELOW = 0.99
 
 
-def vector_digest(vec: np.ndarray) -> bytes:
-    """sha256 of pgvector's binary (vector_send) form: int16 dim, int16 0, float32 big-endian."""
-    v = np.asarray(vec, dtype=np.float32)
-    return hashlib.sha256(struct.pack(">HH", v.shape[0], 0) + v.astype(">f4").tobytes()).digest()
-
-
-def document_digest(doc: str | None) -> bytes | None:
-    return None if doc is None else hashlib.sha256(doc.encode("utf-8")).digest()
+def source_ids_from_sqlite(palace, collection_uuid: str) -> set[str]:
+    """Every id of a collection, from chroma.sqlite3's metadata segment (not through chromadb)."""
+    db = sqlite3.connect(f"file:{palace / 'chroma.sqlite3'}?mode=ro", uri=True)
+    try:
+        return {r[0] for r in db.execute(
+            "SELECT e.embedding_id FROM embeddings e JOIN segments s ON s.id = e.segment_id "
+            "WHERE s.collection = ? AND s.scope = 'METADATA'", [collection_uuid])}
+    finally:
+        db.close()
 
 
 class _TopK:
@@ -103,59 +107,70 @@ class VerifyPhase:
         name = facts.name
         table = schema.table_for_collection(name, src.drawers_name)
         total = src.count(name)
-        ctx.emit(self.name, name, 0, total, "reading target")
+        ctx.emit(self.name, name, 0, total, "comparing")
+        # 1. the id set, read independently of chromadb straight from the snapshot's chroma.sqlite3
+        source_ids = source_ids_from_sqlite(src.snapshot.palace, facts.uuid)
         rejected = dict(conn.execute(sql.SQL("SELECT id, reason FROM {} WHERE collection = %s")
                                      .format(schema.qualified("rejects")), [name]).fetchall())
-        target: dict[str, tuple] = {}
-        with conn.transaction(), conn.cursor(name=f"verify_{table}") as cur:
-            cur.itersize = 5000
-            cur.execute(sql.SQL(
-                "SELECT id, CASE WHEN document IS NULL THEN NULL ELSE sha256(convert_to(document, 'UTF8')) END, "
-                "metadata, sha256(vector_send(embedding)) FROM {}").format(schema.qualified(table)))
-            for rid, doc_sha, meta, vec_sha in cur:
-                target[rid] = (bytes(doc_sha) if doc_sha is not None else None,
-                               jsonfmt.canonical(meta) if meta is not None else None,
-                               bytes(vec_sha) if vec_sha is not None else None)
-        queries, query_ids = self._recall_queries(ctx, table, facts) if facts.name == src.drawers_name else (None, [])
+        # 2. what the load read, per row (written in the same transaction as each row)
+        digests = {rid: (doc, meta, vec) for rid, doc, meta, vec in conn.execute(sql.SQL(
+            "SELECT id, document, metadata, vector FROM {} WHERE collection = %s")
+            .format(schema.qualified("source_digests")), [name])}
+        for rid in sorted(source_ids - digests.keys())[:MAX_LISTED]:
+            differences.append({"kind": "missing", "collection": name, "id": rid, "detail": "never read"})
+        for rid in sorted(digests.keys() - source_ids)[:MAX_LISTED]:
+            differences.append({"kind": "extra", "collection": name, "id": rid, "detail": "not in the source"})
+        if len(source_ids) != total:
+            differences.append({"kind": "count", "collection": name, "detail": "chroma.sqlite3 and chromadb disagree",
+                                "sqlite_ids": len(source_ids), "chromadb_count": total})
+        # 3. every stored row against its digest; the drawers' vectors feed the exact top-k for recall
+        queries, query_ids = self._recall_queries(ctx, table, facts) if name == src.drawers_name else (None, [])
         topk = _TopK(queries, RECALL_K) if queries is not None else None
         seen = mismatched = 0
-        limit = None if ctx.options.verify_rows == "all" else int(ctx.options.verify_rows)
-        for batch in src.reader.batches(name, batch_size=ctx.options.batch_size, stop=total):
-            if topk is not None:
-                topk.add(batch.ids, batch.embeddings)
-            for i, rid in enumerate(batch.ids):
+        with conn.transaction(), conn.cursor(name=f"verify_{table}", binary=True) as cur:
+            cur.itersize = 2000
+            cur.execute(sql.SQL(
+                "SELECT id, CASE WHEN document IS NULL THEN NULL ELSE sha256(convert_to(document, 'UTF8')) END, "
+                "metadata, sha256(vector_send(embedding)), {} FROM {}").format(
+                    sql.SQL("embedding") if topk is not None else sql.SQL("NULL::vector"), schema.qualified(table)))
+            ids_batch, vec_batch = [], []
+            for rid, doc_sha, meta, vec_sha, vec in cur:
                 seen += 1
-                if limit is not None and seen > limit and topk is None:
-                    break
-                if rid in rejected:
+                want = digests.pop(rid, None)
+                if want is None:
+                    differences.append({"kind": "extra", "collection": name, "id": rid})
                     continue
-                got = target.pop(rid, None)
-                if got is None:
-                    differences.append({"kind": "missing", "collection": name, "id": rid})
-                    continue
-                want_meta = batch.metadatas[i]
-                want = (document_digest(batch.documents[i]),
-                        jsonfmt.canonical(want_meta) if want_meta is not None else None,
-                        vector_digest(batch.embeddings[i]))
+                got = (bytes(doc_sha) if doc_sha is not None else None, metadata_digest(meta),
+                       bytes(vec_sha))
                 for field, a, b in zip(("document", "metadata", "vector"), want, got):
-                    if a != b:
+                    if (bytes(a) if a is not None else None) != b:
                         mismatched += 1
                         diff = {"kind": field, "collection": name, "id": rid}
                         if field == "metadata":
-                            diff.update(source=a, target=b)
+                            diff["target"] = meta
                         differences.append(diff)
-            crash_point("verify")
-            ctx.emit(self.name, name, batch.offset + len(batch.ids), total)
-        if limit is None:
-            for rid in target:
-                differences.append({"kind": "extra", "collection": name, "id": rid})
-        target_rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(schema.qualified(table))).fetchone()[0]
+                if topk is not None:
+                    ids_batch.append(rid)
+                    vec_batch.append(vec.to_numpy())
+                    if len(ids_batch) >= 5000:
+                        topk.add(ids_batch, np.stack(vec_batch))
+                        ids_batch, vec_batch = [], []
+                if seen % 5000 == 0:
+                    crash_point("verify")
+                    ctx.emit(self.name, name, seen, total)
+            if topk is not None and ids_batch:
+                topk.add(ids_batch, np.stack(vec_batch))
+        for rid in list(digests)[:MAX_LISTED]:
+            if rid not in rejected:
+                differences.append({"kind": "missing", "collection": name, "id": rid, "detail": "read, not stored"})
+        target_rows = seen
         if target_rows + len(rejected) != total:
             differences.append({"kind": "count", "collection": name, "source": total, "target": target_rows,
                                 "rejected": len(rejected)})
+        ctx.emit(self.name, name, total, total)
         out = {"source_rows": total, "target_rows": target_rows, "rejected": len(rejected),
                "rejected_rows": [{"id": k, "reason": v} for k, v in list(rejected.items())[:100]],
-               "rows_compared": seen if limit is None else min(seen, limit), "mismatched_fields": mismatched}
+               "rows_compared": seen, "mismatched_fields": mismatched}
         if topk is not None:
             out["recall"] = self._recall(ctx, table, queries, query_ids, topk)
             # recall is a property of the index, not a loss of data: reported loudly, never a difference

@@ -9,9 +9,11 @@ raw float32 bytes), and the run reports it.  Nothing is silently altered.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,6 +67,22 @@ def row_problem(doc: str | None, meta: dict | None, vector: np.ndarray, dimensio
     return None
 
 
+def document_digest(doc: str | None) -> bytes | None:
+    if doc is None:
+        return None
+    return hashlib.sha256(doc.encode("utf-8", "surrogatepass")).digest()
+
+
+def metadata_digest(meta: dict | None) -> bytes | None:
+    return None if meta is None else hashlib.sha256(jsonfmt.canonical(meta).encode("utf-8", "surrogatepass")).digest()
+
+
+def vector_digest(vec: np.ndarray) -> bytes:
+    """sha256 of pgvector's binary (vector_send) form: int16 dim, int16 0, float32 big-endian."""
+    v = np.asarray(vec, dtype=np.float32)
+    return hashlib.sha256(struct.pack(">HH", v.shape[0], 0) + v.astype(">f4").tobytes()).digest()
+
+
 @dataclass
 class BatchResult:
     loaded: int = 0
@@ -98,6 +116,15 @@ def copy_batch(conn: psycopg.Connection, table: str, collection: str, *, ids, do
                 copy.write_row((ids[i], documents[i], Jsonb(meta, dumps=jsonfmt.dumps) if meta is not None else None,
                                 embeddings[i], first_seq + i))
         result.loaded = len(good)
+    # the digests of every row read (rejected ones too), for verification
+    stmt = sql.SQL("COPY {} (collection, id, document, metadata, vector) FROM STDIN WITH (FORMAT BINARY)").format(
+        qualified("source_digests"))
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        copy.set_types(["text", "text", "bytea", "bytea", "bytea"])
+        for i, rid in enumerate(ids):
+            copy.write_row((collection, rid if _text_problem(rid) is None else json.dumps(rid),
+                            document_digest(documents[i]), metadata_digest(metadatas[i]),
+                            vector_digest(embeddings[i])))
     for rej in result.rejected:
         i = rej.pop("index")
         rid = ids[i]

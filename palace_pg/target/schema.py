@@ -39,7 +39,7 @@ KNOWN_TABLES = {
     "mempalace_assets": "assets",
     "mempalace_compressed": "compressed",
 }
-RESERVED = {"backend_meta", "collections", "checkpoints", "runs", "rejects", "files"}
+RESERVED = {"backend_meta", "collections", "checkpoints", "runs", "rejects", "files", "source_digests"}
 
 # Index definitions built by phase 4, per table. HNSW parameters are recorded in backend_meta.
 HNSW_M = 16
@@ -99,6 +99,15 @@ BASE_DDL = [
         payload bytea NOT NULL,  -- JSON (ensure_ascii, NaN allowed) of id, document, metadata
         vector bytea,             -- float32 little-endian, as read
         PRIMARY KEY (collection, id))""").format(qualified("rejects")),
+    # What was read from the source, per row, written in the same transaction as the row:
+    # verification compares the stored rows against these without reading the source again.
+    sql.SQL("""CREATE TABLE IF NOT EXISTS {} (
+        collection text NOT NULL,
+        id text NOT NULL,
+        document bytea,           -- sha256 of the UTF-8 document (NULL when none)
+        metadata bytea,           -- sha256 of the type-strict canonical JSON (NULL when none)
+        vector bytea NOT NULL,    -- sha256 of pgvector's binary form of the float32 vector
+        PRIMARY KEY (collection, id))""").format(qualified("source_digests")),
     sql.SQL("""CREATE TABLE IF NOT EXISTS {} (
         path text PRIMARY KEY,
         content bytea NOT NULL,
