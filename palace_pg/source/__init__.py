@@ -1,0 +1,1 @@
+"""The source side: reading a MemPalace palace (ChromaDB + sqlite KG), and generating synthetic ones."""
