@@ -326,6 +326,10 @@ def bulk_load(conn: psycopg.Connection, entities: Iterable[dict], triples: Itera
             "WHERE e.state IS NULL").format(et=e_table, stage=sql.Identifier(_STAGE_E)))
         inserted_e = cur.rowcount
         cur.execute("DROP TABLE _palace_pg_kg_stage_ends")
+        # Fresh statistics, so the planner knows e.g. that one predicate matches thousands of
+        # edges and keeps 1-hop lookups on the start_id/end_id indexes.
+        for label in (ENTITY_LABEL, EDGE_LABEL):
+            cur.execute(sql.SQL("ANALYZE {}").format(_label_table(label)))
         for stage in (_STAGE_V, _STAGE_E):
             cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(stage)))
 
@@ -386,10 +390,6 @@ _TRIPLE_PROPS = (
 )
 Q_VERTEX = f"MATCH (n:{ENTITY_LABEL}) WHERE n.id = $id RETURN properties(n)"
 Q_CREATE_ENTITY = f"CREATE (n:{ENTITY_LABEL} {{{_ENTITY_PROPS}}}) RETURN [1]"
-Q_REPLACE_ENTITY = (
-    f"MATCH (n:{ENTITY_LABEL}) WHERE n.id = $id SET n.name = $name, n.type = $type, "
-    "n.properties = $properties, n.created_at = $created_at, n.rowid = $rowid, n.placeholder = null RETURN [1]"
-)
 Q_CREATE_PLACEHOLDER = f"CREATE (n:{ENTITY_LABEL} {{id: $id, placeholder: true}}) RETURN [1]"
 Q_OPEN_TRIPLES = (
     f"MATCH (a:{ENTITY_LABEL})-[r:{EDGE_LABEL}]->(b:{ENTITY_LABEL}) "
@@ -401,8 +401,6 @@ Q_CREATE_TRIPLE = (
     f"MATCH (a:{ENTITY_LABEL}), (b:{ENTITY_LABEL}) WHERE a.id = $subject AND b.id = $object "
     f"CREATE (a)-[r:{EDGE_LABEL} {{{_TRIPLE_PROPS}}}]->(b) RETURN [1]"
 )
-Q_DELETE_TRIPLE = f"MATCH ()-[r:{EDGE_LABEL}]->() WHERE r.id = $id DELETE r RETURN [1]"
-Q_SET_VALID_TO = f"MATCH ()-[r:{EDGE_LABEL}]->() WHERE r.id = $id SET r.valid_to = $valid_to RETURN [1]"
 _NAMED = "RETURN {t: properties(r), s: a.name, o: b.name}"
 Q_OUTGOING = f"MATCH (a:{ENTITY_LABEL})-[r:{EDGE_LABEL}]->(b:{ENTITY_LABEL}) WHERE a.id = $id {_NAMED}"
 Q_INCOMING = f"MATCH (a:{ENTITY_LABEL})-[r:{EDGE_LABEL}]->(b:{ENTITY_LABEL}) WHERE b.id = $id {_NAMED}"
@@ -435,7 +433,14 @@ def _by_rowid(rows: list[dict]) -> list[dict]:
 
 
 class AgeStore:
-    """:class:`~palace_pg.kg.store.KGStore` over the AGE graph, in the given connection's transaction."""
+    """:class:`~palace_pg.kg.store.KGStore` over the AGE graph, in the given connection's transaction.
+
+    Reads and creations are Cypher.  Changing or removing an existing vertex/edge
+    is a SQL statement on the label table, found through the id btree: AGE 1.7's
+    Cypher SET/DELETE locate the tuple with a heap scan (9–17 ms per call at 100K
+    edges, measured), and edge SET has a history of lost or duplicated updates
+    (apache/age#1907, #2296).  Values are bound parameters either way.
+    """
 
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
@@ -458,12 +463,40 @@ class AgeStore:
         return found[0] if found else None
 
     def get_entities(self, ids: Iterable[str]) -> dict[str, dict]:
-        out = {}
-        for eid in dict.fromkeys(ids):
-            props = self._vertex(eid)
-            if props is not None and not props.get("placeholder"):
-                out[eid] = _row(props, ENTITY_COLUMNS)
-        return out
+        keys = list(dict.fromkeys(ids))
+        if not keys:
+            return {}
+        with self.conn.cursor() as cur:
+            self._send_get_entities(cur, keys)
+            return self._entities_from(cur)
+
+    def _send_get_entities(self, cur: psycopg.Cursor, keys: list[str]) -> None:
+        # One index probe for all ids (= ANY on the id btree).
+        cur.execute(
+            sql.SQL("SELECT properties::json FROM {} WHERE {} = ANY(%s::text[]::ag_catalog.agtype[])").format(
+                _label_table(ENTITY_LABEL), _prop("id")),
+            [[_params(k) for k in keys]],
+        )
+
+    @staticmethod
+    def _entities_from(cur: psycopg.Cursor) -> dict[str, dict]:
+        found = [r[0] for r in cur.fetchall()]
+        return {p["id"]: _row(p, ENTITY_COLUMNS) for p in found if not p.get("placeholder")}
+
+    def probe_add(self, entity_ids: list[str], subject: str, predicate: str, obj: str) -> tuple[dict, list, int]:
+        """get_entities + open_triples + next_rowid('triples'), sent together.
+
+        In pipeline mode (AgeKnowledgeGraph's writers) the three queries share one
+        round trip with the BEGIN and the lock before them; otherwise they simply run in turn.
+        """
+        with self.conn.cursor() as c1, self.conn.cursor() as c2, self.conn.cursor() as c3:
+            self._send_get_entities(c1, list(dict.fromkeys(entity_ids)))
+            c2.execute(_cypher(Q_OPEN_TRIPLES), [_params({"subject": subject, "predicate": predicate, "object": obj})])
+            c3.execute(self._next_rowid_sql("triples"))
+            entities = self._entities_from(c1)
+            open_rows = _by_rowid([_row(r[0], TRIPLE_COLUMNS) for r in c2.fetchall()])
+            top = c3.fetchone()
+        return entities, open_rows, (int(top[0]) + 1 if top else 1)
 
     def put_entity(self, row: dict) -> None:
         check_storable("entities", row)
@@ -471,8 +504,18 @@ class AgeStore:
         if self._vertex(row["id"]) is None:
             _run(self.conn, Q_CREATE_ENTITY, values)
         else:
-            # In place, so the entity's edges stay attached (sqlite's REPLACE keeps them by id).
-            _run(self.conn, Q_REPLACE_ENTITY, values)
+            # In place, so the entity's edges stay attached (sqlite's REPLACE keeps them by id);
+            # this also turns a placeholder into the entity.
+            self._replace_properties(ENTITY_LABEL, row["id"], _props(values, ENTITY_COLUMNS))
+
+    def _replace_properties(self, label: str, key: str, props: dict) -> int:
+        with self.conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("UPDATE {} SET properties = %s::text::ag_catalog.agtype WHERE {} = %s::text::ag_catalog.agtype")
+                .format(_label_table(label), _prop("id")),
+                [_params(props), _params(key)],
+            )
+            return cur.rowcount
 
     def ensure_endpoints(self, ids: Iterable[str]) -> int:
         created = 0
@@ -507,18 +550,27 @@ class AgeStore:
         return _row(found[0], TRIPLE_COLUMNS) if found else None
 
     def put_triple(self, row: dict) -> None:
+        # Replace semantics: the stored edge may point elsewhere, so delete and recreate.
+        with self.conn.cursor() as cur:
+            cur.execute(sql.SQL("DELETE FROM {} WHERE {} = %s::text::ag_catalog.agtype").format(
+                _label_table(EDGE_LABEL), _prop("id")), [_params(row["id"])])
+        self.ensure_endpoints([row["subject"], row["object"]])
+        self.insert_triple(row)
+
+    def insert_triple(self, row: dict) -> None:
         check_storable("triples", row)
         values = {c: row.get(c) for c in TRIPLE_COLUMNS} | {"rowid": row.get("rowid")}
-        # Replace semantics: the stored edge may point elsewhere, so delete and recreate.
-        _run(self.conn, Q_DELETE_TRIPLE, {"id": row["id"]})
-        self.ensure_endpoints([row["subject"], row["object"]])
         created = _run(self.conn, Q_CREATE_TRIPLE, values)
         if len(created) != 1:
             raise KgIntegrityError(f"triple {row['id']!r}: edge not created ({len(created)} rows)")
 
     def set_valid_to(self, triple_ids: list[str], valid_to: str) -> None:
         for tid in triple_ids:
-            _run(self.conn, Q_SET_VALID_TO, {"id": tid, "valid_to": valid_to})
+            current = self.get_triple(tid)
+            if current is None:
+                continue
+            props = _props({**current, "valid_to": valid_to}, TRIPLE_COLUMNS)
+            self._replace_properties(EDGE_LABEL, tid, props)
 
     def triples_of(self, entity_id: str, direction: str) -> list[dict]:
         query = {"outgoing": Q_OUTGOING, "incoming": Q_INCOMING}[direction]
@@ -561,12 +613,14 @@ class AgeStore:
         return {"entities": entities, "triples": triples, "current_facts": current, "predicates": predicates}
 
     # replication / verification
-    def next_rowid(self, table: str) -> int:
-        label = _LABELS[table]
+    @staticmethod
+    def _next_rowid_sql(table: str) -> sql.Composed:
         # ORDER BY … DESC LIMIT 1 walks the rowid btree backwards (agtype has no max()).
-        top = self.conn.execute(sql.SQL(
-            "SELECT {e}::text FROM {t} WHERE {e} IS NOT NULL ORDER BY {e} DESC LIMIT 1").format(
-                e=_prop("rowid"), t=_label_table(label))).fetchone()
+        return sql.SQL("SELECT {e}::text FROM {t} WHERE {e} IS NOT NULL ORDER BY {e} DESC LIMIT 1").format(
+            e=_prop("rowid"), t=_label_table(_LABELS[table]))
+
+    def next_rowid(self, table: str) -> int:
+        top = self.conn.execute(self._next_rowid_sql(table)).fetchone()
         return int(top[0]) + 1 if top else 1
 
     def rows(self, table: str, after_rowid: int = 0, limit: int | None = None) -> list[dict]:

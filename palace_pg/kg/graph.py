@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import date, datetime
 from typing import Callable, Iterator
 
@@ -36,6 +37,7 @@ from .values import as_sqlite_stores
 
 log = logging.getLogger(__name__)
 
+ENV_SYNC_COMMIT = "PALACE_PG_KG_SYNCHRONOUS_COMMIT"
 _NOT_NULL = {"entities": ("id", "name"), "triples": ("id", "subject", "predicate", "object")}
 
 
@@ -69,9 +71,16 @@ class AgeKnowledgeGraph:
     _REPLICATION_TABLES = TABLES
 
     def __init__(self, db_path: str | None = None, *, dsn: str | None = None,
-                 store_factory: Callable[[psycopg.Connection], KGStore] = AgeStore) -> None:
+                 store_factory: Callable[[psycopg.Connection], KGStore] = AgeStore,
+                 synchronous_commit: bool | None = None) -> None:
         self.db_path = db_path or DEFAULT_KG_PATH
         self.dsn = dsn or locate.dsn_for_db_path(self.db_path)
+        # Durable by default, like mempalace's sqlite (WAL, synchronous=FULL): every write
+        # waits for its WAL flush.  Opting out (PALACE_PG_KG_SYNCHRONOUS_COMMIT=off) may lose
+        # the last fraction of a second of writes on a server crash, never consistency.
+        if synchronous_commit is None:
+            synchronous_commit = os.environ.get(ENV_SYNC_COMMIT, "on").strip().lower() not in ("off", "0", "false")
+        self.synchronous_commit = synchronous_commit
         self._store_factory = store_factory
         self._connection: psycopg.Connection | None = None
         # Re-entrant: mempalace callers hold kg._lock around kg._conn() (sqlite's takes no lock).
@@ -86,6 +95,8 @@ class AgeKnowledgeGraph:
         if self._connection is None or self._connection.closed:
             conn = dsn_mod.connect(self.dsn, autocommit=True, vector=False, application_name="palace_pg.kg")
             self._store_factory(conn).prepare_session()
+            if not self.synchronous_commit:
+                conn.execute("SET synchronous_commit = off")
             self._connection = conn
         return self._connection
 
@@ -95,7 +106,9 @@ class AgeKnowledgeGraph:
         with self._lock:
             conn = self._pg()
             try:
-                with conn.transaction():
+                # Writers run in pipeline mode: BEGIN, the lock and the first lookup travel in
+                # one round trip (statements still execute in order, so the lock comes first).
+                with (conn.pipeline() if write else nullcontext()), conn.transaction():
                     store = self._store_factory(conn)
                     if write:
                         store.lock_writes()
@@ -143,18 +156,29 @@ class AgeKnowledgeGraph:
     # ── write helpers ────────────────────────────────────────────────────────
 
     @staticmethod
-    def _insert_or_ignore_entity(store: KGStore, entity_id: str, name: str) -> None:
-        """sqlite's ``INSERT OR IGNORE INTO entities (id, name)``: defaults for the rest."""
-        if store.get_entities([entity_id]):
-            return
-        row = as_sqlite_stores("entities", {"id": entity_id, "name": name, "type": "unknown",
-                                            "properties": "{}", "created_at": temporal.sqlite_now()})
-        store.put_entity(row | {"rowid": store.next_rowid("entities")})
+    def _insert_or_ignore_entities(store: KGStore, *pairs: tuple[str, str], present: dict | None = None) -> int:
+        """sqlite's ``INSERT OR IGNORE INTO entities (id, name)`` for each (id, name), in order.
+
+        Returns how many were inserted.  ``present``: the stored entities, if already fetched.
+        """
+        present = dict(store.get_entities([eid for eid, _ in pairs]) if present is None else present)
+        inserted = 0
+        for eid, name in pairs:
+            if eid in present:
+                continue
+            row = as_sqlite_stores("entities", {"id": eid, "name": name, "type": "unknown",
+                                                "properties": "{}", "created_at": temporal.sqlite_now()})
+            store.put_entity(row | {"rowid": store.next_rowid("entities")})
+            present[eid] = row
+            inserted += 1
+        return inserted
 
     @staticmethod
-    def _insert_triple(store: KGStore, values: dict) -> str:
+    def _insert_triple(store: KGStore, rowid: int | None, values: dict) -> str:
+        # Fresh id (make_triple_id hashes the current time) and both entities just ensured.
+        # ``rowid``: already read under the write lock, or None to read it now.
         row = as_sqlite_stores("triples", values | {"extracted_at": temporal.sqlite_now()})
-        store.put_triple(row | {"rowid": store.next_rowid("triples")})
+        store.insert_triple(row | {"rowid": rowid if rowid is not None else store.next_rowid("triples")})
         return row["id"]
 
     @staticmethod
@@ -193,13 +217,12 @@ class AgeKnowledgeGraph:
                     source_file=source_file, source_drawer_id=source_drawer_id, adapter_name=adapter_name)
         sub_id, obj_id, pred = self._entity_id(subject), self._entity_id(obj), _predicate(predicate)
         with self._store(write=True) as store:
-            self._insert_or_ignore_entity(store, sub_id, subject)
-            self._insert_or_ignore_entity(store, obj_id, obj)
-            existing = store.open_triples(sub_id, pred, obj_id)
+            present, existing, next_rowid = store.probe_add([sub_id, obj_id], sub_id, pred, obj_id)
+            self._insert_or_ignore_entities(store, (sub_id, subject), (obj_id, obj), present=present)
             if existing:
                 return existing[0]["id"]
             triple_id = make_triple_id(sub_id, pred, obj_id, valid_from, datetime.now().isoformat())
-            return self._insert_triple(store, {
+            return self._insert_triple(store, next_rowid, {
                 "id": triple_id, "subject": sub_id, "predicate": pred, "object": obj_id,
                 "valid_from": valid_from, "valid_to": valid_to, "confidence": confidence,
                 "source_closet": source_closet, "source_file": source_file,
@@ -230,8 +253,7 @@ class AgeKnowledgeGraph:
                     source_drawer_id=source_drawer_id, adapter_name=adapter_name)
         with self._store(write=True) as store:
             # Like sqlite: only the entities a fact is opened for are created.
-            for name, eid in ((subject, sub_id), (new_obj, new_id)):
-                self._insert_or_ignore_entity(store, eid, name)
+            self._insert_or_ignore_entities(store, (sub_id, subject), (new_id, new_obj))
             rows = store.open_triples(sub_id, pred, old_id)
             for row in rows:
                 self._refuse_inverted(row["valid_from"], boundary, "at")
@@ -240,7 +262,7 @@ class AgeKnowledgeGraph:
             if existing:
                 return existing[0]["id"]
             triple_id = make_triple_id(sub_id, pred, new_id, boundary, datetime.now().isoformat())
-            return self._insert_triple(store, {
+            return self._insert_triple(store, None, {
                 "id": triple_id, "subject": sub_id, "predicate": pred, "object": new_id,
                 "valid_from": boundary, "valid_to": None, "confidence": confidence,
                 "source_closet": source_closet, "source_file": source_file,
@@ -261,7 +283,7 @@ class AgeKnowledgeGraph:
                 return None
             self._refuse_inverted(row["valid_from"], boundary, "at")
             sub_id = row["subject"]
-            self._insert_or_ignore_entity(store, obj_id, obj)
+            self._insert_or_ignore_entities(store, (obj_id, obj))
             store.set_valid_to([triple_id], boundary)
             inherited = {
                 "confidence": row["confidence"] if row["confidence"] is not None else 1.0,
@@ -276,7 +298,7 @@ class AgeKnowledgeGraph:
                 if started and all(other[k] == v for k, v in inherited.items()):
                     return other["id"]
             new_id = make_triple_id(sub_id, pred, obj_id, boundary, datetime.now().isoformat())
-            return self._insert_triple(store, {
+            return self._insert_triple(store, None, {
                 "id": new_id, "subject": sub_id, "predicate": pred, "object": obj_id,
                 "valid_from": boundary, "valid_to": None, **inherited,
             })

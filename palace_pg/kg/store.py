@@ -47,6 +47,9 @@ class KGStore(Protocol):
     def get_entities(self, ids: Iterable[str]) -> dict[str, dict]:
         """Stored entity rows by id (placeholders excluded)."""
 
+    def probe_add(self, entity_ids: list[str], subject: str, predicate: str, obj: str) -> tuple[dict, list, int]:
+        """(get_entities(entity_ids), open_triples(subject, predicate, obj), next_rowid('triples')) at once."""
+
     def put_entity(self, row: dict) -> None:
         """Insert the entity, or replace the stored one with the same id (keeps its edges)."""
 
@@ -65,6 +68,9 @@ class KGStore(Protocol):
 
     def put_triple(self, row: dict) -> None:
         """Insert the triple, or replace the stored one with the same id."""
+
+    def insert_triple(self, row: dict) -> None:
+        """Insert a triple with a new id whose subject and object nodes exist (the add_triple path)."""
 
     def set_valid_to(self, triple_ids: list[str], valid_to: str) -> None:
         """Close the given triples."""

@@ -1,0 +1,153 @@
+"""Benchmark the AGE knowledge graph: bulk load, 1-hop query_entity latency, add_triple rate.
+
+    python benchmarks/bench_kg.py [--entities 20000] [--triples 100000] [--dsn DSN] [--keep]
+
+Without ``--dsn`` a scratch database is created on the embedded server and
+dropped afterwards.  Targets (issue 5): 1-hop ``query_entity`` p50 <= 1 ms,
+``add_triple`` >= 500/s, at 20K entities and 100K triples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import statistics
+import time
+import uuid
+
+import psycopg
+
+from palace_pg.kg import AgeKnowledgeGraph, bulk_load
+from palace_pg.kg.store import TRIPLE_COLUMNS
+
+log = logging.getLogger("bench_kg")
+PREDICATES = ["knows", "works_on", "uses", "child_of", "loves", "mentions", "depends_on", "part_of"]
+
+
+def synthetic_rows(n_entities: int, n_triples: int, seed: int = 7) -> tuple[list[dict], list[dict]]:
+    """sqlite-shaped rows: names with spaces and quotes, a quarter of the facts closed."""
+    rng = random.Random(seed)
+    entities = [
+        {"id": f"entity_{i}", "name": f"Entity {i}", "type": rng.choice(["person", "project", "tool"]),
+         "properties": "{}", "created_at": "2026-01-01 00:00:00", "rowid": i + 1}
+        for i in range(n_entities)
+    ]
+    triples = []
+    for i in range(n_triples):
+        s, o = rng.randrange(n_entities), rng.randrange(n_entities)
+        year = rng.randrange(2015, 2027)
+        closed = rng.random() < 0.25
+        row = {c: None for c in TRIPLE_COLUMNS} | {
+            "id": f"t_{i}", "subject": f"entity_{s}", "predicate": rng.choice(PREDICATES), "object": f"entity_{o}",
+            "valid_from": f"{year}-0{rng.randrange(1, 10)}-1{rng.randrange(0, 10)}",
+            "valid_to": f"{year + 1}-01-01T00:00:00Z" if closed else None,
+            "confidence": 1.0, "source_file": "bench.md", "extracted_at": "2026-01-01 00:00:00", "rowid": i + 1,
+        }
+        triples.append(row)
+    return entities, triples
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def run(dsn: str, n_entities: int, n_triples: int, queries: int, adds: int) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    entities, triples = synthetic_rows(n_entities, n_triples)
+    with psycopg.connect(dsn) as conn:
+        started = time.perf_counter()
+        counts = bulk_load(conn, entities, triples)
+        conn.commit()
+        load_s = time.perf_counter() - started
+        conn.execute('ANALYZE mempalace_kg."Entity"')
+        conn.execute('ANALYZE mempalace_kg."RELATES"')
+        conn.commit()
+    log.info("bulk_load: %s in %.2f s", counts, load_s)
+    rows.append((f"bulk_load {n_entities} entities + {n_triples} triples", f"{load_s:.2f} s",
+                 f"{(n_entities + n_triples) / load_s:,.0f} rows/s"))
+
+    rng = random.Random(11)
+    kg = AgeKnowledgeGraph(dsn=dsn)
+    try:
+        names = [f"Entity {rng.randrange(n_entities)}" for _ in range(queries)]
+        for name in names[:50]:  # warm the plan cache and psycopg's prepared statements
+            kg.query_entity(name)
+        for label, kwargs in (("outgoing", {}), ("both", {"direction": "both"}),
+                              ("outgoing as_of", {"as_of": "2020-06-01"})):
+            lat = []
+            for name in names:
+                t0 = time.perf_counter()
+                kg.query_entity(name, **kwargs)
+                lat.append((time.perf_counter() - t0) * 1000)
+            rows.append((f"query_entity 1-hop {label} (n={queries})",
+                         f"p50 {statistics.median(lat):.3f} ms",
+                         f"p95 {percentile(lat, 0.95):.3f} ms, p99 {percentile(lat, 0.99):.3f} ms"))
+
+        t0 = time.perf_counter()
+        for i in range(adds):
+            # Mostly existing entities; every tenth fact brings a new one (auto-created).
+            subject = f"Entity {rng.randrange(n_entities)}"
+            obj = f"New thing {i}" if i % 10 == 0 else f"Entity {rng.randrange(n_entities)}"
+            kg.add_triple(subject, rng.choice(PREDICATES), obj, valid_from="2026-05-01",
+                          source_file="bench.md")
+        add_s = time.perf_counter() - t0
+        rows.append((f"add_triple (n={adds}, one transaction each)", f"{adds / add_s:,.0f} /s",
+                     f"{add_s / adds * 1000:.2f} ms each"))
+
+        lat = []
+        for name in names[:200]:
+            t0 = time.perf_counter()
+            kg.timeline(name)
+            lat.append((time.perf_counter() - t0) * 1000)
+        rows.append(("timeline(entity) (n=200)", f"p50 {statistics.median(lat):.3f} ms",
+                     f"p95 {percentile(lat, 0.95):.3f} ms"))
+        t0 = time.perf_counter()
+        kg.stats()
+        rows.append(("stats()", f"{(time.perf_counter() - t0) * 1000:.1f} ms", ""))
+    finally:
+        kg.close()
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    line = "+".join("-" * (w + 2) for w in widths)
+    print(line)
+    for r in rows:
+        print(" | ".join(cell.ljust(w) for cell, w in zip(r, widths)))
+    print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entities", type=int, default=20_000)
+    parser.add_argument("--triples", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=2_000)
+    parser.add_argument("--adds", type=int, default=2_000)
+    parser.add_argument("--dsn", help="an empty database (default: a scratch database on the embedded server)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    server = name = None
+    dsn = args.dsn
+    if dsn is None:
+        from palace_pg.server import EmbeddedServer
+
+        server = EmbeddedServer.from_env()
+        if not server.running():
+            server.start()
+        name = f"bench_kg_{uuid.uuid4().hex[:8]}"
+        dsn = server.create_database(name)
+    try:
+        print_table([("measure", "result", "detail"),
+                     *run(dsn, args.entities, args.triples, args.queries, args.adds)])
+    finally:
+        if server is not None and not args.keep:
+            server.drop_database(name)
+
+
+if __name__ == "__main__":
+    main()
