@@ -107,28 +107,32 @@ def build_indexes(conn: psycopg.Connection, table: str) -> None:
     conn.execute(sql.SQL("VACUUM ANALYZE {}").format(schema.qualified(table)))
 
 
-def build_palace(path: str | Path, dsn: str, *, collections: dict[str, int] | None = None,
-                 model_name: str = "minilm", palace_id: str | None = None) -> Path:
-    """A migrated-looking palace: marker in ``path``, schema and empty tables in ``dsn``.
-
-    ``collections`` maps collection names to dimensions (default: drawers and
-    closets at 384).  Rows can then be written with :func:`copy_rows` or
-    through the backend.  Needs an autocommit-capable DSN of an empty database.
-    """
+def claim_palace(path: str | Path, dsn: str, collections: dict[str, int], *, model_name: str = "minilm",
+                 palace_id: str | None = None) -> Path:
+    """Marker in ``path``, ``palace_id`` and embedder identities in the database (tables already there)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    collections = collections or {"mempalace_drawers": 384, "mempalace_closets": 384}
     palace_id = palace_id or str(uuid.uuid4())
     with psycopg.connect(dsn, autocommit=True) as conn:
-        from pgvector.psycopg import register_vector
-
-        register_vector(conn)
-        for name, dim in collections.items():
-            table = create_collection_table(conn, name, dim)
-            for _idx, stmt in schema.index_definitions(table):
-                conn.execute(stmt)
         state.set_meta(conn, "palace_id", palace_id)
         state.set_meta(conn, "embedder", {name: {"model_name": model_name, "dimension": dim}
                                           for name, dim in collections.items()})
     Marker.for_target(palace_id, dsn).write(path)
     return path
+
+
+def build_palace(path: str | Path, dsn: str, *, collections: dict[str, int] | None = None,
+                 model_name: str = "minilm", palace_id: str | None = None) -> Path:
+    """A migrated-looking palace: marker in ``path``, schema and empty indexed tables in ``dsn``.
+
+    ``collections`` maps collection names to dimensions (default: drawers and
+    closets at 384).  Rows can then be written with :func:`copy_rows` or
+    through the backend.  ``dsn`` must name an empty database.
+    """
+    collections = collections or {"mempalace_drawers": 384, "mempalace_closets": 384}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name, dim in collections.items():
+            table = create_collection_table(conn, name, dim)
+            for _idx, stmt in schema.index_definitions(table):
+                conn.execute(stmt)
+    return claim_palace(path, dsn, collections, model_name=model_name, palace_id=palace_id)
