@@ -25,6 +25,8 @@ import sys
 
 log = logging.getLogger(__name__)
 
+# The line palace_pg ships in a .pth file (site-packages/palace_pg_kg.pth).
+PTH_LINE = "import palace_pg.kg.autoload\n"
 ENV_SELECT = "MEMPALACE_KG_BACKEND"
 CONFIG_KEY = "kg_backend"
 CHOICES = ("sqlite", "age")
