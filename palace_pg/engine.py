@@ -177,6 +177,8 @@ def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions,
             state.finish_unit(conn, phase.name, details={"seconds": round(time.monotonic() - t0, 2)})
         timings[phase.name] = round(time.monotonic() - t0, 2)
         results[phase.name] = details
+        if phase.name == OTHERS.name:
+            src.release_reader()  # chromadb holds every HNSW segment in memory; nothing later reads it
         ctx.emit(phase.name, "", 1, 1, "done")
     summary = {"status": "done" if state.is_done(conn, "done") else "partial", "run_id": str(run_id),
                "resumed": resumed, "source_fingerprint": src.snapshot.fingerprint,

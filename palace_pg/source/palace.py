@@ -145,9 +145,15 @@ class SourcePalace:
             carried.append((rel, self.snapshot.root / rel))
         return carried, left
 
-    def close(self, *, remove_snapshot: bool = True) -> None:
+    def release_reader(self) -> None:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+            import gc
+
+            gc.collect()
+
+    def close(self, *, remove_snapshot: bool = True) -> None:
+        self.release_reader()
         if remove_snapshot:
             self.snapshot.remove()
