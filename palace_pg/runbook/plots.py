@@ -10,6 +10,12 @@ _COLOURS = {"Chroma HNSW": "#e36209", "pgvector HNSW": "#0969da", "PostgreSQL ex
 _MARKERS = {"Chroma HNSW": "o", "pgvector HNSW": "s", "PostgreSQL exact": "^", "PostgreSQL": "s"}
 
 
+def _floor(rows: list[dict]) -> float:
+    """The recall axis' lower end: close enough to the data that a 1 % loss is visible."""
+    lowest = min((r["recall@10"] for r in rows), default=1.0)
+    return max(0.0, min(0.95, lowest - 0.02))
+
+
 def recall_vs_ef(rows: list[dict]) -> Figure:
     fig = Figure(figsize=(7, 4))
     ax = fig.add_subplot()
@@ -19,9 +25,11 @@ def recall_vs_ef(rows: list[dict]) -> Figure:
                 label=engine, color=_COLOURS.get(engine), linestyle="--" if "exact" in engine else "-",
                 markerfacecolor="none", markersize=8)
     ax.set_xscale("log", base=2)
+    grid = sorted({r["ef_search"] for r in rows})
+    ax.set_xticks(grid, [str(g) for g in grid])
     ax.set_xlabel("ef_search")
     ax.set_ylabel("recall@10 (vs exact cosine top-10)")
-    ax.set_ylim(min(0.5, min((r["recall@10"] for r in rows), default=1) - 0.05), 1.01)
+    ax.set_ylim(_floor(rows), 1.005)
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(f"recall@10 against ef_search ({rows[0]['queries'] if rows else 0} queries)")
@@ -66,7 +74,7 @@ def filtered(rows: list[dict]) -> Figure:
         a.set_ylabel(label)
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
-    ax.set_ylim(min(0.5, min((r["recall@10"] for r in rows), default=1) - 0.05), 1.01)
+    ax.set_ylim(_floor(rows), 1.005)
     fig.suptitle("search filtered to one wing, by wing size")
     return fig
 
