@@ -68,10 +68,17 @@ def resolve(params: dict) -> Target:
     """Palace, DSN and evidence folder from a runbook's checked parameters (making the demo as needed)."""
     root = work_root()
     demo_palace = params.get("palace") is None
-    palace = Path(params["palace"]).expanduser() if not demo_palace else \
-        ensure_demo_palace(root / "demo" / "palace", params.get("demo_drawers", 2000), params.get("demo_seed", 0))
+    fresh = False
+    if demo_palace:
+        before = _stamp_of(root / "demo" / "palace")
+        palace = ensure_demo_palace(root / "demo" / "palace", params.get("demo_drawers", 2000),
+                                    params.get("demo_seed", 0))
+        fresh = _stamp_of(palace) != before
+    else:
+        palace = Path(params["palace"]).expanduser()
     demo_db = params.get("dsn") is None and not os.environ.get("PALACE_PG_DSN")
-    dsn = params.get("dsn") or (ensure_demo_database() if demo_db else None)
+    # a newly generated demo palace gets a new demo database: the old one holds the previous palace
+    dsn = params.get("dsn") or (ensure_demo_database(reset=fresh and demo_palace) if demo_db else None)
     evidence = Path(params["evidence_dir"]).expanduser() if params.get("evidence_dir") else root / "evidence"
     evidence.mkdir(parents=True, exist_ok=True)
     work_dir = Path(params["work_dir"]) if params.get("work_dir") else None
@@ -91,14 +98,22 @@ def chroma_source(palace: Path) -> Path:
     return palace
 
 
-def ensure_demo_database() -> str:
+def _stamp_of(palace: Path) -> tuple | None:
+    stamps = sorted(Path(palace).parent.glob(".demo-*"))
+    return (stamps[0].name, stamps[0].stat().st_mtime_ns) if stamps else None
+
+
+def ensure_demo_database(*, reset: bool = False) -> str:
     """The demo's dedicated database on the embedded server (started if needed); its DSN."""
     from ..server import EmbeddedServer
 
     server = EmbeddedServer.from_env()
     if not server.running():
         server.start()
-    return server.create_database(os.environ.get(ENV_DATABASE, DEMO_DATABASE))
+    name = os.environ.get(ENV_DATABASE, DEMO_DATABASE)
+    if reset:
+        server.drop_database(name)
+    return server.create_database(name)
 
 
 def ensure_demo_palace(palace: Path, drawers: int = 2000, seed: int = 0) -> Path:
