@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from typing import Iterable, Iterator
 
 import psycopg
@@ -110,6 +111,11 @@ def _params(values: dict) -> str:
     if _contains_nul(values):
         raise KgValueRejected("a value contains a NUL character, which PostgreSQL text cannot hold",
                               "remove the NUL (\\x00); nothing was written")
+    return _dumps(values)
+
+
+def _dumps(values) -> str:
+    """JSON for agtype input, for values already checked (check_storable) or built here."""
     # allow_nan=False: a NaN/Infinity would be accepted by agtype but break every read.
     return json.dumps(values, ensure_ascii=False, allow_nan=False)
 
@@ -158,6 +164,10 @@ def ensure_graph(conn: psycopg.Connection) -> None:
         conn.execute("SELECT ag_catalog.create_vlabel(%s, %s)", [GRAPH, ENTITY_LABEL])
     if not _label_exists(conn, EDGE_LABEL):
         conn.execute("SELECT ag_catalog.create_elabel(%s, %s)", [GRAPH, EDGE_LABEL])
+    _create_indexes(conn)
+
+
+def _create_indexes(conn: psycopg.Connection) -> None:
     for name, label, prop, unique in _missing_indexes(conn):
         log.info("creating index %s on %s.%s(%s)", name, GRAPH, label, prop)
         conn.execute(
@@ -200,6 +210,7 @@ def _row(props: dict, columns: Iterable[str]) -> dict:
 
 _STAGE_V = "_palace_pg_kg_stage_v"
 _STAGE_E = "_palace_pg_kg_stage_e"
+_STAGE_ENDS = "_palace_pg_kg_stage_ends"
 
 
 def _seq_for(conn: psycopg.Connection, label: str) -> str:
@@ -221,7 +232,8 @@ def bulk_load(conn: psycopg.Connection, entities: Iterable[dict], triples: Itera
     the job.  A triple whose subject/object has no entity row gets a placeholder
     vertex (see the module docstring); nothing is dropped.  Values are stored as
     given (they come from sqlite already); a NUL or non-finite float raises
-    :class:`KgValueRejected` before anything is written.  Runs in the caller's
+    :class:`KgValueRejected`, a missing NOT NULL column or rowid
+    :class:`KgIntegrityError`, before anything is written.  Runs in the caller's
     transaction and never commits.
 
     Returns ``{entities_inserted, entities_skipped, placeholders_upgraded,
@@ -229,30 +241,33 @@ def bulk_load(conn: psycopg.Connection, entities: Iterable[dict], triples: Itera
     triples_missing_endpoint}``.
     """
     ensure_graph(conn)
+    clock = _Clock()
     v_table, e_table = _label_table(ENTITY_LABEL), _label_table(EDGE_LABEL)
+    stage_v, stage_e, ends = (sql.Identifier(n) for n in (_STAGE_V, _STAGE_E, _STAGE_ENDS))
     with conn.cursor() as cur:
-        for stage in (_STAGE_V, _STAGE_E):
-            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(stage)))
-        # key_ag is the id as agtype, comparable with the indexed property expression.
+        for stage in (stage_v, stage_e, ends):
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
+        # key_ag: the id as agtype, comparable with the indexed property expression.  COPY
+        # parses the agtype columns, so no per-row cast runs afterwards.
         cur.execute(sql.SQL(
-            "CREATE TEMP TABLE {} (key text PRIMARY KEY, props text NOT NULL, key_ag ag_catalog.agtype, "
-            "gid ag_catalog.graphid, state text) ON COMMIT DROP").format(sql.Identifier(_STAGE_V)))
+            "CREATE TEMP TABLE {} (key text PRIMARY KEY, key_ag ag_catalog.agtype NOT NULL, "
+            "props ag_catalog.agtype NOT NULL, gid ag_catalog.graphid, state text) ON COMMIT DROP").format(stage_v))
         cur.execute(sql.SQL(
-            "CREATE TEMP TABLE {} (key text PRIMARY KEY, s text NOT NULL, o text NOT NULL, props text NOT NULL, "
-            "key_ag ag_catalog.agtype, state text) ON COMMIT DROP").format(sql.Identifier(_STAGE_E)))
+            "CREATE TEMP TABLE {} (key text PRIMARY KEY, key_ag ag_catalog.agtype NOT NULL, s text NOT NULL, "
+            "o text NOT NULL, props ag_catalog.agtype NOT NULL, state text) ON COMMIT DROP").format(stage_e))
 
         n_in_v = 0
-        with cur.copy(sql.SQL("COPY {} (key, props) FROM STDIN").format(sql.Identifier(_STAGE_V))) as cp:
+        with cur.copy(sql.SQL("COPY {} (key, key_ag, props) FROM STDIN").format(stage_v)) as cp:
             for row in entities:
                 if row.get("id") is None or row.get("name") is None:
                     raise KgIntegrityError(f"entity row {row!r} has no id or name (sqlite declares them NOT NULL)")
                 if row.get("rowid") is None:
                     raise KgIntegrityError(f"entity row {row.get('id')!r} has no rowid (read it with the row)")
                 check_storable("entities", row)
-                cp.write_row((row["id"], _params(_props(row, ENTITY_COLUMNS))))
+                cp.write_row((row["id"], _dumps(row["id"]), _dumps(_props(row, ENTITY_COLUMNS))))
                 n_in_v += 1
         n_in_e = 0
-        with cur.copy(sql.SQL("COPY {} (key, s, o, props) FROM STDIN").format(sql.Identifier(_STAGE_E))) as cp:
+        with cur.copy(sql.SQL("COPY {} (key, key_ag, s, o, props) FROM STDIN").format(stage_e)) as cp:
             for row in triples:
                 if any(row.get(c) is None for c in ("id", "subject", "predicate", "object")):
                     raise KgIntegrityError(
@@ -260,78 +275,77 @@ def bulk_load(conn: psycopg.Connection, entities: Iterable[dict], triples: Itera
                 if row.get("rowid") is None:
                     raise KgIntegrityError(f"triple row {row.get('id')!r} has no rowid (read it with the row)")
                 check_storable("triples", row)
-                cp.write_row((row["id"], row["subject"], row["object"], _params(_props(row, TRIPLE_COLUMNS))))
+                cp.write_row((row["id"], _dumps(row["id"]), row["subject"], row["object"],
+                              _dumps(_props(row, TRIPLE_COLUMNS))))
                 n_in_e += 1
-
-        for stage in (_STAGE_V, _STAGE_E):
-            cur.execute(sql.SQL("UPDATE {} SET key_ag = to_json(key)::text::ag_catalog.agtype").format(
-                sql.Identifier(stage)))
-            cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
+        clock.lap("copy to staging")
 
         # Entities: existing real vertex → skip; existing placeholder → upgrade in place; else new.
         cur.execute(sql.SQL(
-            "UPDATE {stage} s SET gid = v.id, "
-            "state = CASE WHEN {ph} IS NULL THEN 'skip' ELSE 'upgrade' END "
+            "UPDATE {stage} s SET gid = v.id, state = CASE WHEN {ph} IS NULL THEN 'skip' ELSE 'upgrade' END "
             "FROM {vt} v WHERE {idv} = s.key_ag").format(
-                stage=sql.Identifier(_STAGE_V), vt=v_table, idv=_prop("id", "v"), ph=_prop("placeholder", "v")))
+                stage=stage_v, vt=v_table, idv=_prop("id", "v"), ph=_prop("placeholder", "v")))
         cur.execute(sql.SQL(
-            "UPDATE {vt} v SET properties = s.props::ag_catalog.agtype FROM {stage} s "
-            "WHERE s.state = 'upgrade' AND v.id = s.gid").format(vt=v_table, stage=sql.Identifier(_STAGE_V)))
+            "UPDATE {vt} v SET properties = s.props FROM {stage} s WHERE s.state = 'upgrade' AND v.id = s.gid").format(
+                vt=v_table, stage=stage_v))
         upgraded = cur.rowcount
+        seq = _seq_for(conn, ENTITY_LABEL)
         cur.execute(sql.SQL(
             "UPDATE {stage} SET state = 'new', gid = ag_catalog._graphid("
-            "ag_catalog._label_id(%s, %s)::int, nextval(%s::regclass)) WHERE state IS NULL").format(
-                stage=sql.Identifier(_STAGE_V)), [GRAPH, ENTITY_LABEL, _seq_for(conn, ENTITY_LABEL)])
+            "ag_catalog._label_id(%s, %s)::int, nextval(%s::regclass)) WHERE state IS NULL").format(stage=stage_v),
+            [GRAPH, ENTITY_LABEL, seq])
         cur.execute(sql.SQL(
-            "INSERT INTO {vt} (id, properties) SELECT gid, props::ag_catalog.agtype FROM {stage} "
-            "WHERE state = 'new'").format(vt=v_table, stage=sql.Identifier(_STAGE_V)))
+            "INSERT INTO {vt} (id, properties) SELECT gid, props FROM {stage} WHERE state = 'new'").format(
+                vt=v_table, stage=stage_v))
         inserted_v = cur.rowcount
+        clock.lap("entities")
 
         # Triples: skip ids already stored as edges.
-        cur.execute(sql.SQL(
-            "UPDATE {stage} s SET state = 'skip' FROM {et} e WHERE {ide} = s.key_ag").format(
-                stage=sql.Identifier(_STAGE_E), et=e_table, ide=_prop("id", "e")))
+        cur.execute(sql.SQL("UPDATE {stage} s SET state = 'skip' FROM {et} e WHERE {ide} = s.key_ag").format(
+            stage=stage_e, et=e_table, ide=_prop("id", "e")))
         skipped_e = cur.rowcount
 
-        # Endpoints of the new edges with no vertex anywhere → placeholders.
+        # Each endpoint of the new edges → its vertex: staged entity, else a stored vertex, else a placeholder.
         cur.execute(sql.SQL(
-            "CREATE TEMP TABLE _palace_pg_kg_stage_ends ON COMMIT DROP AS "
-            "SELECT DISTINCT k AS key, to_json(k)::text::ag_catalog.agtype AS key_ag, "
-            "NULL::ag_catalog.graphid AS gid FROM {stage} e, LATERAL (VALUES (e.s), (e.o)) AS x(k) "
-            "WHERE e.state IS NULL").format(stage=sql.Identifier(_STAGE_E)))
+            "CREATE TEMP TABLE {ends} ON COMMIT DROP AS SELECT x.key, v.gid FROM "
+            "(SELECT s AS key FROM {e} WHERE state IS NULL UNION SELECT o FROM {e} WHERE state IS NULL) x "
+            "LEFT JOIN {v} v ON v.key = x.key").format(ends=ends, e=stage_e, v=stage_v))
+        cur.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (key)").format(ends))
         cur.execute(sql.SQL(
-            "UPDATE _palace_pg_kg_stage_ends n SET gid = v.id FROM {vt} v WHERE {idv} = n.key_ag").format(
-                vt=v_table, idv=_prop("id", "v")))
+            "UPDATE {ends} n SET gid = v.id FROM {vt} v "
+            "WHERE n.gid IS NULL AND {idv} = to_json(n.key)::text::ag_catalog.agtype").format(
+                ends=ends, vt=v_table, idv=_prop("id", "v")))
         cur.execute(sql.SQL(
-            "UPDATE _palace_pg_kg_stage_ends SET gid = ag_catalog._graphid("
-            "ag_catalog._label_id(%s, %s)::int, nextval(%s::regclass)) WHERE gid IS NULL "
-            "RETURNING key"), [GRAPH, ENTITY_LABEL, _seq_for(conn, ENTITY_LABEL)])
+            "UPDATE {ends} SET gid = ag_catalog._graphid(ag_catalog._label_id(%s, %s)::int, nextval(%s::regclass)) "
+            "WHERE gid IS NULL RETURNING key").format(ends=ends), [GRAPH, ENTITY_LABEL, seq])
         missing = [r[0] for r in cur.fetchall()]
+        missing_endpoint = 0
         if missing:
             log.warning("%d triple endpoint(s) have no entity row; placeholder vertices created (e.g. %r)",
                         len(missing), missing[:3])
             cur.execute(sql.SQL(
                 "INSERT INTO {vt} (id, properties) SELECT gid, "
-                "ag_catalog.agtype_build_map('id', key, 'placeholder', true) "
-                "FROM _palace_pg_kg_stage_ends WHERE key = ANY(%s)").format(vt=v_table), [missing])
-        cur.execute(sql.SQL(
-            "SELECT count(*) FROM {stage} e WHERE e.state IS NULL AND (e.s = ANY(%s) OR e.o = ANY(%s))").format(
-                stage=sql.Identifier(_STAGE_E)), [missing, missing])
-        missing_endpoint = cur.fetchone()[0]
+                "ag_catalog.agtype_build_map('id', key, 'placeholder', true) FROM {ends} WHERE key = ANY(%s)").format(
+                    vt=v_table, ends=ends), [missing])
+            cur.execute(sql.SQL(
+                "SELECT count(*) FROM {e} WHERE state IS NULL AND (s = ANY(%s) OR o = ANY(%s))").format(e=stage_e),
+                [missing, missing])
+            missing_endpoint = cur.fetchone()[0]
+        clock.lap("endpoints")
 
         cur.execute(sql.SQL(
-            "INSERT INTO {et} (start_id, end_id, properties) "
-            "SELECT a.gid, b.gid, e.props::ag_catalog.agtype FROM {stage} e "
-            "JOIN _palace_pg_kg_stage_ends a ON a.key = e.s JOIN _palace_pg_kg_stage_ends b ON b.key = e.o "
-            "WHERE e.state IS NULL").format(et=e_table, stage=sql.Identifier(_STAGE_E)))
+            "INSERT INTO {et} (start_id, end_id, properties) SELECT a.gid, b.gid, e.props FROM {e} e "
+            "JOIN {ends} a ON a.key = e.s JOIN {ends} b ON b.key = e.o WHERE e.state IS NULL").format(
+                et=e_table, e=stage_e, ends=ends))
         inserted_e = cur.rowcount
-        cur.execute("DROP TABLE _palace_pg_kg_stage_ends")
+        clock.lap("edges")
+        for stage in (stage_v, stage_e, ends):
+            cur.execute(sql.SQL("DROP TABLE {}").format(stage))
         # Fresh statistics, so the planner knows e.g. that one predicate matches thousands of
         # edges and keeps 1-hop lookups on the start_id/end_id indexes.
         for label in (ENTITY_LABEL, EDGE_LABEL):
             cur.execute(sql.SQL("ANALYZE {}").format(_label_table(label)))
-        for stage in (_STAGE_V, _STAGE_E):
-            cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(stage)))
+        clock.lap("analyze")
 
     counts = {
         "entities_inserted": inserted_v + upgraded,
@@ -345,8 +359,24 @@ def bulk_load(conn: psycopg.Connection, entities: Iterable[dict], triples: Itera
     if inserted_e + skipped_e != n_in_e:
         # Cannot happen (every endpoint resolves); refuse rather than lose a row silently.
         raise KgIntegrityError(f"bulk_load stored {inserted_e}+{skipped_e} of {n_in_e} triples", **counts)
-    log.info("kg bulk_load: %s", counts)
+    log.info("kg bulk_load: %s (%s)", counts, clock)
     return counts
+
+
+class _Clock:
+    """Phase timings for the bulk-load log line."""
+
+    def __init__(self) -> None:
+        self.t = time.perf_counter()
+        self.laps: list[str] = []
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps.append(f"{name} {now - self.t:.2f}s")
+        self.t = now
+
+    def __str__(self) -> str:
+        return ", ".join(self.laps)
 
 
 # ── full reads (verification) ─────────────────────────────────────────────────
@@ -592,8 +622,8 @@ class AgeStore:
 
     def open_predicate_counts(self) -> dict[str, int]:
         rows = self.conn.execute(sql.SQL(
-            "SELECT properties::json ->> 'predicate', count(*) FROM {} WHERE {} IS NULL GROUP BY 1").format(
-                _label_table(EDGE_LABEL), _prop("valid_to"))).fetchall()
+            "SELECT {}::text, count(*) FROM {} WHERE {} IS NULL GROUP BY 1").format(
+                _prop("predicate"), _label_table(EDGE_LABEL), _prop("valid_to"))).fetchall()
         return {str(p): int(n) for p, n in rows}
 
     def count_triples(self, entity_id: str | None = None) -> int:
@@ -608,8 +638,9 @@ class AgeStore:
         triples, current = self.conn.execute(
             sql.SQL("SELECT count(*), count(*) FILTER (WHERE {} IS NULL) FROM {}").format(_prop("valid_to"), et)
         ).fetchone()
-        predicates = [r[0] for r in self.conn.execute(sql.SQL(
-            "SELECT DISTINCT (properties::json ->> 'predicate') COLLATE \"C\" AS p FROM {} ORDER BY 1").format(et))]
+        # agtype string → text is the raw string; sorted here in code-point (= sqlite's bytewise) order.
+        predicates = sorted(r[0] for r in self.conn.execute(
+            sql.SQL("SELECT DISTINCT {}::text FROM {}").format(_prop("predicate"), et)))
         return {"entities": entities, "triples": triples, "current_facts": current, "predicates": predicates}
 
     # replication / verification

@@ -1,0 +1,143 @@
+"""AgeKnowledgeGraph behaviours beyond the parity run: construction, transactions, concurrency, snapshots."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+
+import psycopg
+import pytest
+
+from palace_pg.kg import AgeKnowledgeGraph, AgeStore, KgNotConfigured, read_entities, read_triples
+from palace_pg.marker import Marker
+
+
+@pytest.fixture
+def kg(fresh_db):
+    with AgeKnowledgeGraph(dsn=fresh_db) as graph:
+        yield graph
+
+
+def test_db_path_finds_the_database_through_the_palace_marker(fresh_db, tmp_path, monkeypatch):
+    monkeypatch.delenv("PALACE_PG_DSN", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    palace = tmp_path / "palace"
+    palace.mkdir()
+    Marker.for_target("p", fresh_db).write(palace)
+    with AgeKnowledgeGraph(db_path=str(palace / "knowledge_graph.sqlite3")) as kg:
+        kg.add_triple("Max", "child_of", "Alice")
+        assert kg.db_path == str(palace / "knowledge_graph.sqlite3")
+    with AgeKnowledgeGraph(dsn=fresh_db) as same:
+        assert same.stats()["triples"] == 1
+
+
+def test_palace_pg_dsn_overrides_and_absence_is_a_clear_error(fresh_db, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("PALACE_PG_DSN", raising=False)
+    with pytest.raises(KgNotConfigured, match="PALACE_PG_DSN"):
+        AgeKnowledgeGraph(db_path=str(tmp_path / "x" / "knowledge_graph.sqlite3"))
+    monkeypatch.setenv("PALACE_PG_DSN", fresh_db)
+    with AgeKnowledgeGraph(db_path=str(tmp_path / "x" / "knowledge_graph.sqlite3")) as kg:
+        assert kg.stats()["entities"] == 0
+
+
+class _FailingInsert(AgeStore):
+    def insert_triple(self, row):
+        raise RuntimeError("disk full")
+
+
+def test_rewrite_is_one_transaction(fresh_db):
+    """Upstream's test_kg_rewrite_is_one_transaction, with the failure injected into the store."""
+    with AgeKnowledgeGraph(dsn=fresh_db) as kg:
+        tid = kg.add_triple("Max", "plays", "chess", valid_from="2025-01-01")
+    with AgeKnowledgeGraph(dsn=fresh_db, store_factory=_FailingInsert) as broken:
+        with pytest.raises(RuntimeError):
+            broken.rewrite(tid, "uses", "chess", at="2026-01-01T00:00:00Z")
+    with AgeKnowledgeGraph(dsn=fresh_db) as kg:
+        (fact,) = kg.query_entity("Max")
+        assert fact["predicate"] == "plays" and fact["current"] is True
+        assert kg.stats()["triples"] == 1
+
+
+def test_supersede_defaults_to_now_and_shares_the_boundary(kg):
+    old = kg.add_triple("Bot", "uses_model", "A", valid_from="2026-01-01")
+    new = kg.supersede("Bot", "uses_model", "A", "B")
+    rows = {r["id"]: r for r in kg.dump_rows("triples")}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rows[new]["valid_from"])
+    assert rows[old]["valid_to"] == rows[new]["valid_from"]
+    with pytest.raises(ValueError, match="before valid_from"):
+        kg.supersede("Bot", "uses_model", "B", "C", at="2020-01-01")
+
+
+def test_concurrent_writers_create_one_fact(fresh_db):
+    """The graph-wide write lock makes 'check open fact, then insert' atomic across connections."""
+    graphs = [AgeKnowledgeGraph(dsn=fresh_db) for _ in range(4)]
+    ids, barrier = [], threading.Barrier(len(graphs))
+
+    def write(g):
+        barrier.wait()
+        for _ in range(5):
+            ids.append(g.add_triple("Max", "knows", "Alice"))
+
+    threads = [threading.Thread(target=write, args=(g,)) for g in graphs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g in graphs:
+        g.close()
+    assert len(set(ids)) == 1
+    with psycopg.connect(fresh_db) as conn:
+        assert len(read_triples(conn)) == 1
+        assert [e["rowid"] for e in read_entities(conn)] == [2, 1]  # alice, max: one rowid each
+
+
+def test_missing_endpoint_rows_behave_like_sqlite_then_heal(kg):
+    kg.apply_row("triples", {"id": "t_x", "subject": "ghost", "predicate": "haunts", "object": "house"})
+    # sqlite joins entity rows for names: a triple with no entity row at either end is not returned.
+    assert kg.query_relationship("haunts") == []
+    assert kg.timeline() == [] and kg.timeline_total() == 1
+    assert kg.stats()["entities"] == 0 and kg.stats()["triples"] == 1
+    kg.add_entity("Ghost")
+    kg.add_entity("House")
+    assert kg.query_relationship("haunts")[0] == {
+        "subject": "Ghost", "predicate": "haunts", "object": "House", "valid_from": None, "valid_to": None,
+        "current": True}
+
+
+def test_conn_is_a_read_only_sqlite_snapshot_closed_by_close(fresh_db):
+    kg = AgeKnowledgeGraph(dsn=fresh_db)
+    tid = kg.add_triple("Alice", "knows", "Bob", source_file="notes.md")
+    snap = kg._conn()
+    assert snap.execute("SELECT source_file FROM triples WHERE id = ?", (tid,)).fetchone()["source_file"] == "notes.md"
+    with pytest.raises(sqlite3.OperationalError):
+        snap.execute("DELETE FROM triples")
+    kg.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        snap.execute("SELECT 1")
+    assert kg.stats()["triples"] == 1  # reconnects after close, like the sqlite class
+
+
+def test_synchronous_commit_can_be_relaxed(fresh_db, monkeypatch):
+    monkeypatch.setenv("PALACE_PG_KG_SYNCHRONOUS_COMMIT", "off")
+    with AgeKnowledgeGraph(dsn=fresh_db) as kg:
+        assert kg._pg().execute("SHOW synchronous_commit").fetchone()[0] == "off"
+    monkeypatch.delenv("PALACE_PG_KG_SYNCHRONOUS_COMMIT")
+    with AgeKnowledgeGraph(dsn=fresh_db) as kg:
+        assert kg._pg().execute("SHOW synchronous_commit").fetchone()[0] == "on"
+
+
+def test_one_hop_lookups_are_index_scans(kg, fresh_db):
+    for i in range(50):
+        kg.add_triple(f"E{i}", "knows", f"E{(i + 1) % 50}")
+    from palace_pg.kg.age_store import Q_INCOMING, Q_OUTGOING, Q_PREDICATE, Q_TRIPLE, _cypher, _params
+
+    with psycopg.connect(fresh_db) as conn:
+        conn.execute('SET enable_seqscan = off')  # tiny tables: make the planner show what it can use
+        for body, params in ((Q_OUTGOING, {"id": "e1"}), (Q_INCOMING, {"id": "e1"}),
+                             (Q_PREDICATE, {"predicate": "knows"}), (Q_TRIPLE, {"id": "x"})):
+            plan = "\n".join(r[0] for r in conn.execute(
+                psycopg.sql.SQL("EXPLAIN ") + _cypher(body), [_params(params)]))
+            assert re.search(r"kg_entity_id|kg_triple_predicate|kg_triple_id", plan), plan
+            assert "Seq Scan on \"Entity\"" not in plan and "Seq Scan on \"RELATES\"" not in plan, plan
