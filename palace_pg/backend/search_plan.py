@@ -128,7 +128,8 @@ class Planner:
             "ORDER BY (embedding <=> %s) + 0 LIMIT %s) s "
             "JOIN {t} r USING (id) ORDER BY s.distance, s.id"
         ).format(cols=cols.select("r"), t=qualified(table), f=pred.sql)
-        return conn.execute(stmt, [vector, *pred.params, vector, k]).fetchall()
+        # prepare=False: a generic plan cannot see which wing it filters on (custom plans pick the btree).
+        return conn.execute(stmt, [vector, *pred.params, vector, k], prepare=False).fetchall()
 
     def _hnsw(self, conn, table, vector, k, pred, cols, *, iterative: bool) -> list[tuple]:
         s = self.settings

@@ -35,7 +35,7 @@ class SearchSettings:
     #: hnsw.ef_search for unfiltered kNN (Chroma 1.x's default is 100 too).
     ef_search: int = 100
     #: A filter matching at most this many rows is searched exactly (recall 1.0).
-    exact_max_rows: int = 40_000
+    exact_max_rows: int = 100_000
     #: Larger filtered subsets: HNSW iterative scan with these settings, exact fallback if short.
     iterative_ef_search: int = 200
     max_scan_tuples: int = 200_000
