@@ -89,9 +89,11 @@ MIN_DRAWERS = 50
 MAX_KG_ENTITIES = 20_000
 MAX_KG_TRIPLES = 100_000
 DEFAULT_LONG_DOC_CHARS = 100_000
-#: ``vectors="auto"`` embeds with MiniLM only up to this size: MiniLM runs at
-#: ~100 documents/s on 2 cores, so a large palace would take far too long.
-AUTO_MINILM_MAX_DRAWERS = 5_000
+#: ``vectors="auto"`` embeds with MiniLM only up to this size: MemPalace's MiniLM
+#: (thread-capped ONNX, 256-token padding) embeds ~7 documents/s on 2 cores
+#: (measured: 300 drawers and their 60 closets in 50 s), so 1,000 drawers take
+#: about 3 minutes and a large palace far too long.
+AUTO_MINILM_MAX_DRAWERS = 1_000
 VECTOR_MODES = ("auto", "minilm", "synthetic")
 
 #: Ten wings and their share of the drawers that carry a wing (percent).
@@ -1736,7 +1738,7 @@ def make_palace(
     ``drawers/8`` and ``drawers*0.625`` (capped at 20,000 and 100,000).
     ``doc_chars`` is MemPalace's chunk size (800).  ``vectors``: ``"synthetic"``
     (clustered), ``"minilm"`` (real embeddings; the ONNX model must already be in
-    chromadb's cache) or ``"auto"`` (MiniLM when present and drawers ≤ 5,000).
+    chromadb's cache) or ``"auto"`` (MiniLM when present and drawers ≤ 1,000).
     ``long_doc_chars`` sizes the one oversized document (100 KB; 1 MB works).
     ``progress(done, total)`` is called as rows are written.
     """
