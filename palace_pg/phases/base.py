@@ -24,7 +24,7 @@ class MigrationOptions:
     restart: bool = False
     only: list[str] | None = None  # phase names to run (None: all pending)
     hnsw_m: int = 16
-    hnsw_ef_construction: int = 64
+    hnsw_ef_construction: int = 100
     ef_search: int = 100
     recall_queries: int = 200
     verify_rows: str = "all"  # "all" compares every row; an int samples that many per collection

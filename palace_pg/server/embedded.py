@@ -156,7 +156,7 @@ class EmbeddedServer:
             f"synchronous_commit = {flag}",
             "max_wal_size = '4GB'",
             "checkpoint_timeout = '15min'",
-            "shared_buffers = '256MB'",
+            "shared_buffers = '1GB'",  # the 160K-drawer HNSW index (~310 MB) stays in memory
             "max_parallel_maintenance_workers = 2",
             "max_connections = 100",
             "",

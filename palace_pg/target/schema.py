@@ -43,7 +43,7 @@ RESERVED = {"backend_meta", "collections", "checkpoints", "runs", "rejects", "fi
 
 # Index definitions built by phase 4, per table. HNSW parameters are recorded in backend_meta.
 HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
+HNSW_EF_CONSTRUCTION = 100  # Chroma builds with 100; 64 gave recall@10 0.9575 at ef_search 100
 
 
 def table_for_collection(name: str, drawers_name: str = "mempalace_drawers") -> str:
@@ -121,7 +121,7 @@ def collection_ddl(table: str, dimension: int | None) -> sql.Composed:
         id text PRIMARY KEY,
         document text,
         metadata jsonb,
-        embedding {},
+        embedding {} STORAGE MAIN,  -- inline, not TOASTed: exact filtered scans read it per row
         seq bigint NOT NULL,
         wing text GENERATED ALWAYS AS (metadata ->> 'wing') STORED,
         room text GENERATED ALWAYS AS (metadata ->> 'room') STORED,
@@ -145,6 +145,7 @@ def index_definitions(table: str, *, m: int = HNSW_M, ef_construction: int = HNS
         (name("room"), sql.SQL("CREATE INDEX {} ON {} (room)").format(sql.Identifier(name("room")), t)),
         (name("source_file"), sql.SQL("CREATE INDEX {} ON {} (source_file)")
          .format(sql.Identifier(name("source_file")), t)),
+        (name("seq"), sql.SQL("CREATE INDEX {} ON {} (seq)").format(sql.Identifier(name("seq")), t)),
         (name("document_fts"), sql.SQL("CREATE INDEX {} ON {} USING gin (to_tsvector('simple', coalesce(document, '')))")
          .format(sql.Identifier(name("document_fts")), t)),
     ]
