@@ -427,10 +427,6 @@ Q_OPEN_TRIPLES = (
     "RETURN properties(r)"
 )
 Q_TRIPLE = f"MATCH ()-[r:{EDGE_LABEL}]->() WHERE r.id = $id RETURN properties(r)"
-Q_CREATE_TRIPLE = (
-    f"MATCH (a:{ENTITY_LABEL}), (b:{ENTITY_LABEL}) WHERE a.id = $subject AND b.id = $object "
-    f"CREATE (a)-[r:{EDGE_LABEL} {{{_TRIPLE_PROPS}}}]->(b) RETURN [1]"
-)
 _NAMED = "RETURN {t: properties(r), s: a.name, o: b.name}"
 Q_OUTGOING = f"MATCH (a:{ENTITY_LABEL})-[r:{EDGE_LABEL}]->(b:{ENTITY_LABEL}) WHERE a.id = $id {_NAMED}"
 Q_INCOMING = f"MATCH (a:{ENTITY_LABEL})-[r:{EDGE_LABEL}]->(b:{ENTITY_LABEL}) WHERE b.id = $id {_NAMED}"
@@ -465,11 +461,14 @@ def _by_rowid(rows: list[dict]) -> list[dict]:
 class AgeStore:
     """:class:`~palace_pg.kg.store.KGStore` over the AGE graph, in the given connection's transaction.
 
-    Reads and creations are Cypher.  Changing or removing an existing vertex/edge
-    is a SQL statement on the label table, found through the id btree: AGE 1.7's
-    Cypher SET/DELETE locate the tuple with a heap scan (9–17 ms per call at 100K
-    edges, measured), and edge SET has a history of lost or duplicated updates
-    (apache/age#1907, #2296).  Values are bound parameters either way.
+    Reads and vertex creation are Cypher.  Edges are inserted, and existing
+    vertices/edges changed or removed, by SQL statements on the label tables that
+    find their rows through the id btree (the bulk route's way): AGE 1.7's Cypher
+    SET/DELETE locate the tuple with a heap scan (9–17 ms per call at 100K edges,
+    measured), edge SET has a history of lost or duplicated updates
+    (apache/age#1907, #2296), and Cypher CREATE of an edge costs more in parsing
+    and its per-edge entity_exists() check than the insert itself.  Values are
+    bound parameters either way.
     """
 
     def __init__(self, conn: psycopg.Connection) -> None:
@@ -589,10 +588,22 @@ class AgeStore:
 
     def insert_triple(self, row: dict) -> None:
         check_storable("triples", row)
-        values = {c: row.get(c) for c in TRIPLE_COLUMNS} | {"rowid": row.get("rowid")}
-        created = _run(self.conn, Q_CREATE_TRIPLE, values)
-        if len(created) != 1:
-            raise KgIntegrityError(f"triple {row['id']!r}: edge not created ({len(created)} rows)")
+        # SQL, like the bulk route: the edge's endpoints come from the id btree, and no
+        # Cypher CREATE runs (its parse/plan and per-edge entity_exists() check cost more
+        # than the insert itself).
+        with self.conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("INSERT INTO {et} (start_id, end_id, properties) "
+                        "SELECT a.id, b.id, %s::text::ag_catalog.agtype FROM {vt} a, {vt} b "
+                        "WHERE {ida} = %s::text::ag_catalog.agtype AND {idb} = %s::text::ag_catalog.agtype "
+                        "RETURNING 1").format(
+                    et=_label_table(EDGE_LABEL), vt=_label_table(ENTITY_LABEL),
+                    ida=_prop("id", "a"), idb=_prop("id", "b")),
+                [_params(_props(row, TRIPLE_COLUMNS)), _params(row["subject"]), _params(row["object"])],
+            )
+            created = len(cur.fetchall())  # (fetch: rowcount is unknown in pipeline mode until synced)
+        if created != 1:
+            raise KgIntegrityError(f"triple {row['id']!r}: edge not created ({created} rows)")
 
     def set_valid_to(self, triple_ids: list[str], valid_to: str) -> None:
         for tid in triple_ids:
