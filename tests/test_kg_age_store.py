@@ -71,3 +71,21 @@ def test_bulk_load_refuses_nul_before_writing(conn):
         bulk_load(conn, [_entity(1, name="a\x00b")], [])
     conn.rollback()
     assert read_entities(conn) == []
+
+
+def test_works_without_ag_catalog_on_the_callers_search_path(conn):
+    conn.execute("SET search_path = public")
+    bulk_load(conn, [_entity(1), _entity(2)], [_triple(1, "e1", "e2")])
+    assert conn.execute("SHOW search_path").fetchone()[0].endswith("ag_catalog")  # transaction-local only
+    conn.commit()
+    assert conn.execute("SHOW search_path").fetchone()[0] == "public"
+    assert [t["id"] for t in read_triples(conn)] == ["t1"]
+    store = AgeStore(conn)
+    store.prepare_session()  # Cypher resolves agtype operators by search_path
+    assert [t["object"] for t in store.triples_of("e1", "outgoing")] == ["e2"]
+
+
+def test_entities_and_triples_may_arrive_in_separate_calls(conn):
+    assert bulk_load(conn, [_entity(i) for i in range(3)], [])["entities_inserted"] == 3
+    counts = bulk_load(conn, [], [_triple(1, "e0", "e1"), _triple(2, "e1", "e2")])
+    assert counts["triples_inserted"] == 2 and counts["placeholders_created"] == 0

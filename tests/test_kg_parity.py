@@ -49,6 +49,11 @@ OPS = st.one_of(
     st.tuples(st.just("rewrite"), st.integers(0, 20), pred, name, st.sampled_from(INSTANTS), provenance),
     st.tuples(st.just("apply_entity"), name, st.sampled_from(["tool", None])),
     st.tuples(st.just("apply_triple"), st.integers(0, 20), name, pred, name, when, when),
+    st.tuples(st.just("seed"), st.sampled_from([
+        {"max": {"full_name": "Max", "type": "person", "parent": "alice", "birthday": "2015-04-01",
+                 "interests": ["chess", "go"]}},
+        {"rex": {"relationship": "dog", "owner": "max"}, "alice": {"partner": "bob", "relationship": "husband"}},
+    ])),
 )
 
 
@@ -108,8 +113,10 @@ def _apply(kg, op, made: list[str]):
             return "ok", kg.apply_row("triples", {"id": tid, "subject": kg._entity_id(s) + "_raw" * (n % 3 == 0),
                                                   "predicate": p, "object": kg._entity_id(o), "valid_from": vf,
                                                   "valid_to": vt, "confidence": "0.5", "extracted_at": "x"})
-    except ValueError as exc:  # mempalace raises ValueError for inverted intervals and bad input
-        return "error", "ValueError" + ("" if isinstance(exc, ValueError) else "")
+        if kind == "seed":
+            return "ok", kg.seed_from_entity_facts(a[0])
+    except ValueError:  # mempalace raises ValueError for inverted intervals and bad input
+        return "error", "ValueError"
     raise AssertionError(kind)
 
 

@@ -404,10 +404,6 @@ def read_triples(conn: psycopg.Connection) -> list[dict]:
     return sorted((_row(p, TRIPLE_COLUMNS) for p in _all_props(conn, EDGE_LABEL)), key=lambda r: r["id"])
 
 
-def table_columns(table: str) -> tuple[str, ...]:
-    return TABLES[table]
-
-
 # ── the KGStore implementation used by AgeKnowledgeGraph ──────────────────────
 
 # Cypher bodies.  Lookups use `WHERE n.id = $id` (not `{id: $id}`, which AGE turns
@@ -479,6 +475,7 @@ class AgeStore:
         ensure_graph(self.conn)
 
     def prepare_session(self) -> None:
+        """Call once per connection before the Cypher methods (ag_catalog on the search_path)."""
         _ensure_age_search_path(self.conn)
 
     def lock_writes(self) -> None:

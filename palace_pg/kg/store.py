@@ -40,6 +40,9 @@ class KGStore(Protocol):
     def ensure_schema(self) -> None:
         """Create the graph/tables and indexes if missing (idempotent)."""
 
+    def prepare_session(self) -> None:
+        """Once per new connection (e.g. put ag_catalog on the search_path)."""
+
     def lock_writes(self) -> None:
         """Serialise writers until the current transaction ends (sqlite has one writer too)."""
 
