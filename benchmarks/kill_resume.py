@@ -154,7 +154,7 @@ def invalid_index_rebuilt(server: EmbeddedServer, palace: Path, clean: dict, bat
         invalid = admin.execute("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                                 "WHERE c.relname = 'drawers_embedding_hnsw' AND NOT i.indisvalid").fetchone()[0]
     rc, out = _run(_migrate_cmd(palace, dsn, batch, work))
-    summary = json.loads(out[out.index("{"):]) if rc == 0 else {}
+    summary = json.JSONDecoder().raw_decode(out[out.index("{"):])[0] if rc == 0 else {}
     rebuilt = summary.get("results", {}).get("indexes", {}).get("rebuilt_invalid", [])
     ok = rc == 0 and _fingerprint(dsn) == clean
     server.drop_database(db)
