@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
-_CACHE = Path("/tmp/palace_pg-test-palaces")
+# one folder per test process: concurrent runs never share (or delete) each other's palaces
+_CACHE = Path(tempfile.mkdtemp(prefix="palace_pg-test-palaces-"))
 
 
 @lru_cache(maxsize=None)
