@@ -34,8 +34,8 @@ def cutover_steps(palace: Path, dsn_display: str) -> list[str]:
         f"Run the cutover: `palace-pg cutover --palace {palace} --yes` (or the second gate in 02_migrate). It "
         f"moves the Chroma palace to {palace.name}{BACKUP_INFIX}<date> (kept, never deleted) and leaves "
         f"{palace} holding {MARKER_NAME}, which points at {dsn_display} (no password).",
-        "Select the AGE knowledge graph: export MEMPALACE_KG_BACKEND=age (or \"kg_backend\": \"age\" in "
-        "mempalace's config.json).",
+        "Select the AGE knowledge graph: `palace-pg kg-hook install` once per environment, then "
+        "export MEMPALACE_KG_BACKEND=age (or \"kg_backend\": \"age\" in mempalace's config.json).",
         "Keep the password out of config files: PGPASSWORD or ~/.pgpass for the MemPalace processes.",
         f"Smoke test: `mempalace --palace {palace} status`, `mempalace --palace {palace} search \"…\"`, and a KG "
         "query (`palace-pg smoke --palace …` runs all three).",
