@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -56,3 +57,48 @@ def test_cli_errors_and_logs_carry_no_password(tmp_path):
     assert proc.returncode != 0
     assert CANARY not in proc.stdout + proc.stderr
     assert "cannot connect" in proc.stderr
+
+
+def test_a_live_writer_on_the_source_is_detected(tmp_path, fresh_db):
+    import threading
+
+    from palace_pg import engine
+    from palace_pg.errors import SourceChanged
+    from palaces import copy_of, generated
+
+    palace = copy_of(generated(300, 7), tmp_path / "src")
+    stop = threading.Event()
+
+    def writer():  # a MemPalace process rewriting a file while the migrator reads
+        n = 0
+        while not stop.is_set():
+            n += 1
+            (palace / ".mempalace" / "origin.json").write_text(f'{{"n": {n}}}')
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        with pytest.raises(SourceChanged) as err:
+            engine.preflight(palace, fresh_db, work_dir=tmp_path / "w")
+    finally:
+        stop.set()
+        thread.join()
+    assert "live writer" in err.value.problem or "vanished" in err.value.problem
+    assert err.value.fix
+
+
+def test_preflight_warns_when_the_target_is_not_durable(tmp_path, fresh_db):
+    import psycopg
+
+    from palace_pg import engine
+    from palaces import copy_of, generated
+
+    palace = copy_of(generated(300, 7), tmp_path / "src")
+    report = engine.preflight(palace, fresh_db, work_dir=tmp_path / "w")
+    durability = next(c for c in report.checks if c.name == "durability")
+    with psycopg.connect(fresh_db) as conn:
+        fsync = conn.execute("SHOW fsync").fetchone()[0]
+    assert durability.status == ("ok" if fsync == "on" else "warn")
+    if fsync == "off":
+        assert "fsync" in durability.detail and durability.fix
