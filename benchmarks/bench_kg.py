@@ -85,16 +85,10 @@ def run(dsn: str, n_entities: int, n_triples: int, queries: int, adds: int) -> l
                          f"p50 {statistics.median(lat):.3f} ms",
                          f"p95 {percentile(lat, 0.95):.3f} ms, p99 {percentile(lat, 0.99):.3f} ms"))
 
-        t0 = time.perf_counter()
-        for i in range(adds):
-            # Mostly existing entities; every tenth fact brings a new one (auto-created).
-            subject = f"Entity {rng.randrange(n_entities)}"
-            obj = f"New thing {i}" if i % 10 == 0 else f"Entity {rng.randrange(n_entities)}"
-            kg.add_triple(subject, rng.choice(PREDICATES), obj, valid_from="2026-05-01",
-                          source_file="bench.md")
-        add_s = time.perf_counter() - t0
-        rows.append((f"add_triple (n={adds}, one transaction each)", f"{adds / add_s:,.0f} /s",
-                     f"{add_s / adds * 1000:.2f} ms each"))
+        rows.append(_add_rate(kg, f"add_triple (n={adds}, durable commit each)", rng, n_entities, adds))
+        kg._pg().execute("SET synchronous_commit = off")
+        rows.append(_add_rate(kg, f"add_triple (n={adds}, synchronous_commit=off)", rng, n_entities, adds))
+        kg._pg().execute("SET synchronous_commit = on")
 
         lat = []
         for name in names[:200]:
@@ -109,6 +103,49 @@ def run(dsn: str, n_entities: int, n_triples: int, queries: int, adds: int) -> l
     finally:
         kg.close()
     return rows
+
+
+def _add_rate(kg, label: str, rng: random.Random, n_entities: int, adds: int) -> tuple[str, str, str]:
+    t0 = time.perf_counter()
+    for i in range(adds):
+        # Mostly existing entities; every tenth fact brings a new one (auto-created).
+        subject = f"Entity {rng.randrange(n_entities)}"
+        obj = f"New thing {rng.random()}" if i % 10 == 0 else f"Entity {rng.randrange(n_entities)}"
+        kg.add_triple(subject, rng.choice(PREDICATES), obj, valid_from="2026-05-01", source_file="bench.md")
+    add_s = time.perf_counter() - t0
+    return label, f"{adds / add_s:,.0f} /s", f"{add_s / adds * 1000:.2f} ms each"
+
+
+def sqlite_reference(n_entities: int, n_triples: int, queries: int, adds: int) -> list[tuple[str, str, str]]:
+    """mempalace's own sqlite KnowledgeGraph on the same rows and machine, for scale."""
+    import sqlite3
+    import tempfile
+
+    from mempalace.knowledge_graph import KnowledgeGraph
+
+    entities, triples = synthetic_rows(n_entities, n_triples)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/knowledge_graph.sqlite3"
+        KnowledgeGraph(db_path=path).close()
+        with sqlite3.connect(path) as db:
+            db.executemany("INSERT INTO entities (rowid, id, name, type, properties, created_at) "
+                           "VALUES (:rowid, :id, :name, :type, :properties, :created_at)", entities)
+            db.executemany(f"INSERT INTO triples (rowid, {', '.join(TRIPLE_COLUMNS)}) "
+                           f"VALUES (:rowid, {', '.join(':' + c for c in TRIPLE_COLUMNS)})", triples)
+        kg = KnowledgeGraph(db_path=path)
+        rng = random.Random(11)
+        names = [f"Entity {rng.randrange(n_entities)}" for _ in range(queries)]
+        lat = []
+        for name in names:
+            t0 = time.perf_counter()
+            kg.query_entity(name)
+            lat.append((time.perf_counter() - t0) * 1000)
+        out = [(f"sqlite reference: query_entity outgoing (n={queries})", f"p50 {statistics.median(lat):.3f} ms",
+                f"p95 {percentile(lat, 0.95):.3f} ms")]
+        out.append(_add_rate(kg, f"sqlite reference: add_triple (n={adds}, WAL, synchronous=FULL)", rng,
+                             n_entities, adds))
+        kg.close()
+    return out
 
 
 def print_table(rows: list[tuple[str, str, str]]) -> None:
@@ -128,6 +165,7 @@ def main() -> None:
     parser.add_argument("--adds", type=int, default=2_000)
     parser.add_argument("--dsn", help="an empty database (default: a scratch database on the embedded server)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--no-sqlite", action="store_true", help="skip the sqlite reference rows")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -142,8 +180,10 @@ def main() -> None:
         name = f"bench_kg_{uuid.uuid4().hex[:8]}"
         dsn = server.create_database(name)
     try:
-        print_table([("measure", "result", "detail"),
-                     *run(dsn, args.entities, args.triples, args.queries, args.adds)])
+        rows = run(dsn, args.entities, args.triples, args.queries, args.adds)
+        if not args.no_sqlite:
+            rows += sqlite_reference(args.entities, args.triples, args.queries, args.adds)
+        print_table([("measure", "result", "detail"), *rows])
     finally:
         if server is not None and not args.keep:
             server.drop_database(name)
