@@ -145,7 +145,8 @@ def index_definitions(table: str, *, m: int = HNSW_M, ef_construction: int = HNS
         (name("room"), sql.SQL("CREATE INDEX {} ON {} (room)").format(sql.Identifier(name("room")), t)),
         (name("source_file"), sql.SQL("CREATE INDEX {} ON {} (source_file)")
          .format(sql.Identifier(name("source_file")), t)),
-        (name("seq"), sql.SQL("CREATE INDEX {} ON {} (seq)").format(sql.Identifier(name("seq")), t)),
+        # not "<table>_seq": that is the backend's sequence for new rows
+        (name("seq_idx"), sql.SQL("CREATE INDEX {} ON {} (seq)").format(sql.Identifier(name("seq_idx")), t)),
         (name("document_fts"), sql.SQL("CREATE INDEX {} ON {} USING gin (to_tsvector('simple', coalesce(document, '')))")
          .format(sql.Identifier(name("document_fts")), t)),
     ]
