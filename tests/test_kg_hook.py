@@ -207,3 +207,12 @@ def test_no_marker_and_no_dsn_is_a_clear_error(run_python, tmp_path):
     assert code == 0, err
     assert out.splitlines()[0] == "KgNotConfigured"
     assert "MEMPALACE_KG_BACKEND=sqlite" in out
+
+
+def test_wrapper_launcher_selects_age_without_the_pth(palace, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PALACE_PG_DSN", "MEMPALACE_KG_BACKEND")}
+    env["HOME"] = str(tmp_path / "home")
+    code = f"import sys; sys.argv = ['palace-pg-mempalace', '--palace', {str(palace)!r}, 'kg', 'normalize']\n" \
+           "from palace_pg.kg.launch import mempalace_main; mempalace_main()"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert "2 open facts use a predicate outside" in proc.stdout, proc.stdout + proc.stderr
