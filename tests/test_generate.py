@@ -62,7 +62,8 @@ def palace(isolated_env, tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def twin(isolated_env, tmp_path_factory) -> dict:
-    return _generate(tmp_path_factory, "b", drawers=DRAWER_COUNT, seed=7, vectors="synthetic")
+    # Built in place, while ``palace`` is built on tmpfs and copied: both must give the same palace.
+    return _generate(tmp_path_factory, "b", drawers=DRAWER_COUNT, seed=7, vectors="synthetic", scratch=None)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +151,8 @@ def test_same_seed_gives_the_same_palace(palace, twin, copy_of):
     assert read_kg(first) == read_kg(second)
     for relative in ("mempalace_embedder.json", ".mempalace/origin.json", "../hallways.json", "../tunnels.json"):
         assert (first / relative).read_bytes() == (second / relative).read_bytes(), relative
-    ignore = ("palace", "parent", "kg_path", "embedder_sidecar", "origin_path", "hallways_path", "tunnels_path", "timings")
+    ignore = ("palace", "parent", "kg_path", "embedder_sidecar", "origin_path", "hallways_path", "tunnels_path", "timings",
+              "built_in")
     assert {k: v for k, v in palace.items() if k not in ignore} == {k: v for k, v in twin.items() if k not in ignore}
 
 
@@ -182,6 +184,7 @@ def test_facts_describe_the_palace(palace, drawers):
     for wing, share in shares.items():
         assert abs(palace["wings"][wing] / with_wing - share) < 0.025, wing
     assert Path(palace["hallways_path"]).parent == Path(palace["palace"]).parent
+    assert palace["built_in"] in ("/dev/shm", "place")
 
 
 def Counter_of(rows: dict[str, dict], key: str) -> dict:
@@ -194,8 +197,11 @@ def Counter_of(rows: dict[str, dict], key: str) -> dict:
 
 def test_progress_reaches_its_total(isolated_env, tmp_path):
     calls: list[tuple[int, int]] = []
-    facts = make_palace(tmp_path / "p" / "palace", drawers=60, seed=1, vectors="synthetic",
+    scratch = tmp_path / "scratch"
+    facts = make_palace(tmp_path / "p" / "palace", drawers=60, seed=1, vectors="synthetic", scratch=scratch,
                         progress=lambda done, total: calls.append((done, total)))
+    assert facts["built_in"] == str(scratch) and not any(scratch.iterdir())  # built there, copied, cleaned up
+    assert (tmp_path / "p" / "hallways.json").is_file() and (tmp_path / "p" / "palace" / "chroma.sqlite3").is_file()
     assert calls and calls[-1][0] == calls[-1][1]
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
     assert calls[-1][1] == sum(facts["collections"].values()) + facts["kg"]["triples"]
