@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from palace_pg import engine
-from palace_pg.errors import PreflightRefused, SourceError
+from palace_pg.errors import PreflightRefused, SourceError, VerificationFailed
 from palace_pg.phases.base import MigrationOptions
 from palace_pg.source.snapshot import hash_palace
 
@@ -137,11 +137,16 @@ def test_a_truncated_hnsw_segment_is_refused_or_carried(tmp_path, fresh_db):
     level0 = next(palace.glob("*/data_level0.bin"))
     level0.write_bytes(level0.read_bytes()[: level0.stat().st_size // 3])
     before = hash_palace(palace, palace / "knowledge_graph.sqlite3")
+    # chromadb's behaviour on a damaged segment varies from run to run; the contract does not:
+    # a clear refusal, or a verification that catches what is wrong, or every row proven equal
     try:
         summary = _migrate(palace, fresh_db, tmp_path)
     except (PreflightRefused, SourceError) as exc:
         text = str(exc)
         assert "chromadb" in text or "segment" in text or "damaged" in text
+        assert exc.fix
+    except VerificationFailed as exc:
+        assert exc.differences
     else:  # if chromadb reads it anyway, every row must still be proven
         assert summary["results"]["verify"]["differences"] == 0
     assert hash_palace(palace, palace / "knowledge_graph.sqlite3") == before

@@ -118,7 +118,14 @@ class ChromaReader:
         include = ["documents", "metadatas"] + (["embeddings"] if include_embeddings else [])
         offset = start
         while offset < total:
-            page = col.get(limit=min(batch_size, total - offset), offset=offset, include=include)
+            try:
+                page = col.get(limit=min(batch_size, total - offset), offset=offset, include=include)
+            except Exception as exc:  # chromadb's own errors (Rust panics, damaged segments) carry no fix
+                raise SourceError(
+                    f"chromadb failed reading {name} at row {offset}: {exc}",
+                    "the HNSW segment or chroma.sqlite3 is damaged; run `mempalace repair --mode from-sqlite` "
+                    "on a COPY of the palace and migrate the repaired copy",
+                ) from exc
             ids = page["ids"]
             if not ids:
                 break
