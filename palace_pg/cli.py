@@ -120,7 +120,9 @@ def cmd_make_palace(args) -> int:
         bar.refresh()
 
     try:
-        facts = make_palace(args.out, drawers=args.drawers, seed=args.seed, progress=progress)
+        facts = make_palace(args.out, drawers=args.drawers, seed=args.seed, progress=progress,
+                            kg_entities=args.kg_entities, kg_triples=args.kg_triples, assets=not args.no_assets,
+                            vectors=args.vectors)
     finally:
         bar.close()
     _print_json(facts)
@@ -305,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("out")
     mk.add_argument("--drawers", type=int, default=1000)
     mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--kg-entities", type=int, default=None)
+    mk.add_argument("--kg-triples", type=int, default=None)
+    mk.add_argument("--no-assets", action="store_true", help="no mempalace_assets collection")
+    mk.add_argument("--vectors", choices=["auto", "minilm", "synthetic"], default="auto",
+                    help="real MiniLM embeddings when the model is installed (auto), or clustered synthetic ones")
     mk.set_defaults(func=cmd_make_palace)
 
     def target(sp):
