@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import asdict
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -118,10 +116,7 @@ def migrate(options: MigrationOptions, progress: ProgressFn | None = None) -> di
             holder = state.lock_holder(lock_conn) or {}
             raise MigrationLocked(f"another migrator is running on this target (pid {holder.get('pid')})",
                                   "wait for it to finish; never run two migrators on one target")
-        try:
-            src = _open_source(options.palace, options.work_dir)
-        except SourceChanged:
-            raise
+        src = _open_source(options.palace, options.work_dir)
         try:
             # autocommit: every `conn.transaction()` block is then a real transaction that commits
             # at its end (not a savepoint inside an implicit one a later rollback would undo)
