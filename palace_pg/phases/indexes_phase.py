@@ -13,6 +13,7 @@ fit.  Parallel workers are used only on pgvector >= 0.8.2 (CVE-2026-3172).
 from __future__ import annotations
 
 import logging
+import time
 
 import psycopg
 from psycopg import sql
@@ -72,6 +73,7 @@ class IndexesPhase:
         conn = ctx.conn
         parallel = parallel_hnsw_allowed(conn)
         built, rebuilt, kept = [], [], []
+        seconds: dict[str, float] = {}
         work = [(name, table, dim, rows, idx, stmt) for name, table, dim, rows in self._targets(ctx)
                 for idx, stmt in self._definitions(ctx, table)]
         for n, (name, table, dim, rows, idx, stmt) in enumerate(work):
@@ -96,16 +98,22 @@ class IndexesPhase:
                         conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
                     ctx.emit(self.name, idx, n, len(work), f"building {idx}")
                     crash_point("index")
+                    started = time.perf_counter()
                     conn.execute(stmt)
+                    seconds[idx] = round(time.perf_counter() - started, 2)
                     if current != "invalid":
                         built.append(idx)
             with conn.transaction():
                 state.finish_unit(conn, self.name, idx, {"state": "kept" if current == "valid" else "built"})
+        started = time.perf_counter()
         with conn.transaction():
             for _name, table, _dim, _rows in self._targets(ctx):
                 conn.execute(sql.SQL("ANALYZE {}").format(schema.qualified(table)))
+        seconds["analyze"] = round(time.perf_counter() - started, 2)
+        with conn.transaction():
             state.set_meta(conn, "hnsw", {"m": ctx.options.hnsw_m, "ef_construction": ctx.options.hnsw_ef_construction,
                                           "ops": "vector_cosine_ops", "ef_search_default": ctx.options.ef_search,
                                           "parallel_build": parallel})
         ctx.emit(self.name, "", len(work), len(work))
-        return {"built": built, "rebuilt_invalid": rebuilt, "kept": kept, "parallel_hnsw": parallel}
+        return {"built": built, "rebuilt_invalid": rebuilt, "kept": kept, "parallel_hnsw": parallel,
+                "seconds": seconds}

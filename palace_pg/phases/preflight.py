@@ -87,9 +87,13 @@ def source_checks(src) -> tuple[list[Check], dict]:
     checks.append(Check("source_stable", "ok", f"snapshot of {len(src.snapshot.files)} files "
                         f"({src.snapshot.total_bytes / 1e6:.1f} MB) taken with no file changing meanwhile"))
     try:
-        src.probe()
-        checks.append(Check("source_readable", "ok", "chromadb opened the snapshot in a separate process and "
-                            "read the last row of every collection"))
+        readers = src.probe()
+        direct = [n for n, r in readers.items() if r["reader"] == "direct"]
+        other = [f"{n} ({r['reader']}: {r['why']})" for n, r in readers.items() if r["reader"] != "direct"]
+        detail = f"read straight from chroma.sqlite3 and the HNSW files: {', '.join(direct) or 'none'}"
+        if other:
+            detail += f"; through chromadb, which opened the snapshot in a separate process: {', '.join(other)}"
+        checks.append(Check("source_readable", "ok", detail, data={"readers": readers}))
     except SourceError as exc:
         checks.append(Check("source_readable", "fail", exc.problem, exc.fix))
         return checks, facts

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SourceError
-from .chroma_reader import ChromaReader, CollectionFacts, probe_in_subprocess, read_collection_facts
+from .chroma_direct import DirectReader
+from .chroma_reader import CollectionFacts, probe_in_subprocess, read_collection_facts
 from .kg_reader import read_kg, resolve_kg_path
 from .snapshot import Snapshot, take_snapshot
 
@@ -48,7 +49,7 @@ class SourcePalace:
     drawers_name: str = DEFAULT_DRAWERS
     embedder: dict = field(default_factory=dict)
     _kg: tuple[list[dict], list[dict]] | None = None
-    _reader: ChromaReader | None = None
+    _reader: DirectReader | None = None
 
     @classmethod
     def open(cls, palace: str | os.PathLike, work_dir: str | os.PathLike | None = None) -> "SourcePalace":
@@ -74,18 +75,34 @@ class SourcePalace:
 
     # -- rows ---------------------------------------------------------------------------
     @property
-    def reader(self) -> ChromaReader:
+    def reader(self) -> DirectReader:
         if self._reader is None:
-            self._reader = ChromaReader(self.snapshot.palace)
+            self._reader = DirectReader(self.snapshot.palace, self.collections)
         return self._reader
 
     def probe(self) -> dict:
-        """Counts per collection from a throwaway chromadb process (a crash there is reported)."""
-        probed = probe_in_subprocess(self.snapshot.palace)
+        """How each collection will be read; chromadb is tried first in a throwaway process where needed.
+
+        Rows are read straight from the files (``chroma_direct``).  Only when some
+        rows exist only in the write queue, or the files disagree, is chromadb
+        itself needed; it is then opened in a separate process first, so that a
+        crash on a damaged palace is a finding (SourceError), not the migrator's death.
+        Returns {collection: {"reader": "direct" | "direct+chromadb" | "chromadb", "why": str}}.
+        """
+        out = {}
         for facts in self.collections:
-            if facts.name in probed:
-                facts.count = probed[facts.name]["count"]
-        return probed
+            if not self.reader.needs_chromadb(facts.name):
+                out[facts.name] = {"reader": "direct", "why": ""}
+            elif (why := self.reader.fallback_reason(facts.name)) is not None:
+                out[facts.name] = {"reader": "chromadb", "why": why}
+            else:
+                out[facts.name] = {"reader": "direct+chromadb", "why": "writes still in embeddings_queue"}
+        if any(v["reader"] != "direct" for v in out.values()):
+            probed = probe_in_subprocess(self.snapshot.palace)
+            for facts in self.collections:
+                if facts.name in probed and out[facts.name]["reader"] == "chromadb":
+                    facts.count = probed[facts.name]["count"]
+        return out
 
     def count(self, name: str) -> int:
         facts = self.collection(name)

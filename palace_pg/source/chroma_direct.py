@@ -1,0 +1,326 @@
+"""Read a snapshot's collections straight from Chroma's files, ~10x faster than its client.
+
+chromadb's ``get()`` runs at ~2K rows/s on drawers with twenty metadata keys and
+loads each HNSW segment whole.  The same rows sit in two places we can read
+directly (``../shared/research/perf-anchors.md`` §3.1):
+
+* documents and metadata: the collection's METADATA segment in ``chroma.sqlite3``
+  (``embeddings`` + ``embedding_metadata``; the document is key ``chroma:document``);
+* vectors: the VECTOR segment's ``data_level0.bin``, one fixed-size hnswlib record
+  per element (link block, float32 vector, 8-byte label), mapped to ids by
+  ``index_metadata.pickle``, with hnswlib's delete mark honoured.  In a cosine
+  space hnswlib stores each vector normalised and Chroma's fork keeps its norm
+  in ``length.bin``; ``get()`` returns ``stored * norm`` (a float32 product), so
+  this reader does the same and its vectors equal chromadb's bit for bit.
+
+Writes newer than a segment's ``max_seq_id`` exist only in ``embeddings_queue``.
+The ids they touch are read through chromadb itself (``get(ids=...)``, which
+replays the queue exactly as MemPalace sees it), and everything else directly.
+When the files disagree with each other (HNSW/sqlite drift, a truncated
+segment, array metadata this reader does not decode) the collection is read
+through chromadb as a whole: speed is given up, never exactness.
+
+Rows come in ``embeddings.id`` order (insertion order, also chromadb's own), then
+ids that exist only in the queue in the order they were first written.  The
+order is a pure function of the frozen snapshot, so a resumed run's offset
+points at the same row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import sqlite3
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import SourceError
+from .chroma_reader import MAX_PAGE, Batch, ChromaReader, CollectionFacts
+
+log = logging.getLogger(__name__)
+
+DOCUMENT_KEY = "chroma:document"
+# hnswlib's header.bin, the HEADER_FIELDS macro: version, offsetLevel0, max_elements,
+# cur_element_count, size_data_per_element, label_offset, offsetData, maxlevel,
+# enterpoint_node, maxM, maxM0, M, mult, ef_construction.
+_HEADER = struct.Struct("<iQQQQQQiIQQQdQ")
+_DELETE_MARK = 0x01
+# Beyond this many queue-only ids the tail is read through chromadb page by page instead.
+MAX_TAIL_IDS = 50_000
+
+
+@dataclass
+class _Files:
+    """A collection as its files describe it, before any chromadb read."""
+    stored: list[tuple[int, str]]  # (embeddings.id, id) of the metadata segment, in order
+    touched: list[str]            # ids written after a segment's max_seq_id, in the order first written
+    vectors: np.ndarray | None
+    vector_slice: slice
+    norms: np.ndarray | None
+    positions: dict[str, int]     # record index in data_level0.bin per untouched id
+
+
+@dataclass
+class _Plan:
+    """How one collection is read: its row order and where each row comes from."""
+    row_keys: np.ndarray          # embeddings.id per row of the metadata segment (-1: a queue-only row)
+    ids: list[str]
+    tail: dict[str, tuple]        # id -> (document, metadata, vector) for ids the queue tail touched
+    vectors: np.ndarray | None    # memmap of data_level0.bin records, or None (no flushed vectors)
+    vector_slice: slice
+    norms: np.ndarray | None      # length.bin: each record's norm, by record index
+    positions: np.ndarray         # record index in data_level0.bin per row (-1: from the tail)
+
+
+class DirectReader:
+    """Paged reads of one snapshot from chroma.sqlite3 and the HNSW files, chromadb for the rest."""
+
+    def __init__(self, palace: Path, collections: list[CollectionFacts]) -> None:
+        self.palace = Path(palace)
+        self._facts = {c.name: c for c in collections}
+        self._inspected: dict[str, _Files | None] = {}
+        self._plans: dict[str, _Plan | None] = {}
+        self._chroma: ChromaReader | None = None
+        self.fallbacks: dict[str, str] = {}  # collection -> why it is read through chromadb
+
+    # -- the reader interface (same as ChromaReader) -------------------------------------
+    def count(self, name: str) -> int:
+        plan = self._plan(name)
+        return len(plan.ids) if plan is not None else self._client().count(name)
+
+    def batches(self, name: str, *, batch_size: int, start: int = 0, stop: int | None = None,
+                include_embeddings: bool = True) -> Iterator[Batch]:
+        plan = self._plan(name)
+        if plan is None:
+            yield from self._client().batches(name, batch_size=batch_size, start=start, stop=stop,
+                                              include_embeddings=include_embeddings)
+            return
+        batch_size = max(1, min(batch_size, MAX_PAGE))
+        total = len(plan.ids) if stop is None else min(stop, len(plan.ids))
+        dimension = self._facts[name].dimension or 0
+        db = _sqlite_ro(self.palace / "chroma.sqlite3")
+        try:
+            for offset in range(start, total, batch_size):
+                end = min(offset + batch_size, total)
+                yield self._page(db, plan, offset, end, dimension, include_embeddings)
+        finally:
+            db.close()
+
+    def close(self) -> None:
+        self._inspected.clear()  # drops the memmaps with them
+        self._plans.clear()
+        if self._chroma is not None:
+            self._chroma.close()
+            self._chroma = None
+
+    # -- one page ------------------------------------------------------------------------
+    def _page(self, db: sqlite3.Connection, plan: _Plan, start: int, end: int, dimension: int,
+              include_embeddings: bool) -> Batch:
+        ids = plan.ids[start:end]
+        keys = plan.row_keys[start:end]
+        stored = keys[keys >= 0]
+        docs: dict[int, str | None] = {}
+        metas: dict[int, dict] = {}
+        if stored.size:
+            for key, mkey, s, i, f, b in db.execute(
+                    "SELECT id, key, string_value, int_value, float_value, bool_value FROM embedding_metadata "
+                    "WHERE id BETWEEN ? AND ? ORDER BY id", [int(stored.min()), int(stored.max())]):
+                if mkey == DOCUMENT_KEY:
+                    docs[key] = s
+                else:
+                    metas.setdefault(key, {})[mkey] = _value(s, i, f, b)
+        documents, metadatas = [], []
+        for rid, key in zip(ids, keys):
+            if key < 0 or rid in plan.tail:
+                doc, meta, _ = plan.tail[rid]
+            else:
+                doc, meta = docs.get(int(key)), metas.get(int(key))
+            documents.append(doc)
+            metadatas.append(meta)
+        if include_embeddings:
+            vectors = np.empty((len(ids), dimension), dtype=np.float32)
+            pos = plan.positions[start:end]
+            direct = pos >= 0
+            if direct.any():
+                stored = plan.vectors[pos[direct], plan.vector_slice].view("<f4")
+                vectors[direct] = stored * plan.norms[pos[direct], None]
+            for j in np.flatnonzero(~direct):
+                vectors[j] = plan.tail[ids[j]][2]
+        else:
+            vectors = np.zeros((len(ids), 0), np.float32)
+        return Batch(start, ids, documents, metadatas, vectors)
+
+    # -- planning ------------------------------------------------------------------------
+    def needs_chromadb(self, name: str) -> bool:
+        """True when some of the collection's rows can only be read through chromadb itself."""
+        files = self._files(name)
+        return files is None or bool(files.touched)
+
+    def fallback_reason(self, name: str) -> str | None:
+        return self.fallbacks.get(name)
+
+    def _client(self) -> ChromaReader:
+        if self._chroma is None:
+            self._chroma = ChromaReader(self.palace)
+        return self._chroma
+
+    def _files(self, name: str) -> _Files | None:
+        """What the files alone say about a collection; None when chromadb must read all of it."""
+        if name not in self._inspected:
+            try:
+                self._inspected[name] = self._inspect(name)
+            except _Fallback as why:
+                log.info("reading %s through chromadb: %s", name, why)
+                self.fallbacks[name] = str(why)
+                self._inspected[name] = None
+        return self._inspected[name]
+
+    def _plan(self, name: str) -> _Plan | None:
+        if name not in self._plans:
+            files = self._files(name)
+            self._plans[name] = None if files is None else self._compose(name, files)
+        return self._plans[name]
+
+    def _inspect(self, name: str) -> _Files:
+        facts = self._facts.get(name)
+        if facts is None:
+            raise SourceError(f"the palace has no collection {name!r}", "check the palace path")
+        db = _sqlite_ro(self.palace / "chroma.sqlite3")
+        try:
+            segments = dict(db.execute("SELECT scope, id FROM segments WHERE collection = ?", [facts.uuid]))
+            meta_seg, vec_seg = segments.get("METADATA"), segments.get("VECTOR")
+            if meta_seg is None or vec_seg is None:
+                raise _Fallback("the collection lacks a metadata or vector segment")
+            flushed = dict(db.execute("SELECT segment_id, seq_id FROM max_seq_id WHERE segment_id IN (?, ?)",
+                                      [meta_seg, vec_seg]))
+            meta_max, vec_max = flushed.get(meta_seg, 0) or 0, flushed.get(vec_seg, 0) or 0
+            if _has_table(db, "embedding_metadata_array") and db.execute(
+                    "SELECT 1 FROM embedding_metadata_array a JOIN embeddings e ON e.id = a.id "
+                    "WHERE e.segment_id = ? LIMIT 1", [meta_seg]).fetchone():
+                raise _Fallback("array-valued metadata")
+            space = _space(db, facts)
+            # every id a write newer than either segment touched, in the order first written
+            touched = list(dict.fromkeys(r[0] for r in db.execute(
+                "SELECT id FROM embeddings_queue WHERE topic LIKE ? AND seq_id > ? ORDER BY seq_id",
+                [f"%/{facts.uuid}", min(meta_max, vec_max)])))
+            stored = db.execute("SELECT id, embedding_id FROM embeddings WHERE segment_id = ? ORDER BY id",
+                                [meta_seg]).fetchall()
+        finally:
+            db.close()
+        if len(touched) > MAX_TAIL_IDS:
+            raise _Fallback(f"{len(touched)} ids only in the write queue")
+        touched_set = set(touched)
+        direct_ids = [eid for _, eid in stored if eid not in touched_set]
+        if direct_ids and space != "cosine":
+            raise _Fallback(f"a {space!r} space (only cosine's stored form is decoded here)")
+        vectors, vslice, norms, positions = self._map_vectors(facts, vec_seg, direct_ids)
+        return _Files(stored, touched, vectors, vslice, norms, dict(zip(direct_ids, positions.tolist())))
+
+    def _compose(self, name: str, files: _Files) -> _Plan:
+        """The row order: the metadata segment's, queued deletes dropped, queue-only ids appended."""
+        tail = self._read_tail(name, files.touched) if files.touched else {}
+        touched = set(files.touched)
+        ids, keys, positions = [], [], []
+        for key, eid in files.stored:
+            if eid in touched:
+                if eid not in tail:
+                    continue  # deleted by a queued write
+                positions.append(-1)
+            else:
+                positions.append(files.positions[eid])
+            ids.append(eid)
+            keys.append(key)
+        stored_ids = {eid for _, eid in files.stored}
+        for eid in files.touched:
+            if eid not in stored_ids and eid in tail:
+                ids.append(eid)
+                keys.append(-1)
+                positions.append(-1)
+        return _Plan(np.asarray(keys, dtype=np.int64), ids, tail, files.vectors, files.vector_slice, files.norms,
+                     np.asarray(positions, dtype=np.int64))
+
+    def _read_tail(self, name: str, ids: list[str]) -> dict[str, tuple]:
+        """The current state of the ids the queue tail touched, through chromadb's own replay."""
+        col = self._client()._collection(name)
+        out: dict[str, tuple] = {}
+        for i in range(0, len(ids), 5_000):
+            got = col.get(ids=ids[i:i + 5_000], include=["documents", "metadatas", "embeddings"])
+            for rid, doc, meta, vec in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
+                out[rid] = (doc, meta, np.asarray(vec, dtype=np.float32))
+        return out
+
+    def _map_vectors(self, facts: CollectionFacts, vec_seg: str, ids: list[str]):
+        """(records memmap, vector byte slice, norms, record index per id) from the HNSW segment files."""
+        if not ids:
+            return None, slice(0, 0), None, np.zeros(0, dtype=np.int64)
+        seg_dir = self.palace / vec_seg
+        try:
+            header = _HEADER.unpack((seg_dir / "header.bin").read_bytes()[:_HEADER.size])
+            with open(seg_dir / "index_metadata.pickle", "rb") as fh:
+                id_to_label = pickle.load(fh)["id_to_label"]
+        except (OSError, struct.error, pickle.UnpicklingError, KeyError, EOFError, TypeError) as exc:
+            raise _Fallback(f"the HNSW segment files are unreadable ({exc})") from None
+        _, offset_level0, _, count, record, label_offset, offset_data, *_ = header
+        dimension = facts.dimension or 0
+        level0 = seg_dir / "data_level0.bin"
+        if offset_level0 != 0 or offset_data + 4 * dimension > label_offset or level0.stat().st_size < count * record:
+            raise _Fallback("data_level0.bin is shorter than its header says, or laid out unexpectedly")
+        lengths = seg_dir / "length.bin"
+        if not lengths.is_file() or lengths.stat().st_size < count * 4:
+            raise _Fallback("length.bin is missing or short")
+        norms = np.fromfile(lengths, dtype="<f4", count=count)
+        records = np.memmap(level0, dtype=np.uint8, mode="r", shape=(count, record))
+        labels = records[:, label_offset:label_offset + 8].copy().view("<u8").ravel()
+        order = np.argsort(labels, kind="stable")
+        sorted_labels = labels[order]
+        wanted = np.fromiter((id_to_label.get(rid, -1) for rid in ids), dtype=np.int64, count=len(ids))
+        if (wanted < 0).any():
+            raise _Fallback("ids in chroma.sqlite3 that the HNSW segment does not hold (drift)")
+        at = np.searchsorted(sorted_labels, wanted.astype(np.uint64))
+        if (at >= count).any() or (sorted_labels[np.minimum(at, count - 1)] != wanted.astype(np.uint64)).any():
+            raise _Fallback("labels missing from data_level0.bin (drift)")
+        pos = order[at]
+        if (records[pos, 2] & _DELETE_MARK).any():
+            raise _Fallback("ids in chroma.sqlite3 whose HNSW element is marked deleted (drift)")
+        return records, slice(offset_data, offset_data + 4 * dimension), norms, pos
+
+
+class _Fallback(Exception):
+    """This collection's files cannot be read directly; chromadb reads it."""
+
+
+def _space(db: sqlite3.Connection, facts: CollectionFacts) -> str:
+    """The distance space: legacy ``hnsw:space`` metadata, else the 1.x configuration, else Chroma's l2."""
+    if facts.metadata.get("hnsw:space"):
+        return str(facts.metadata["hnsw:space"])
+    row = db.execute("SELECT config_json_str FROM collections WHERE id = ?", [facts.uuid]).fetchone()
+    try:
+        config = json.loads(row[0]) if row and row[0] else {}
+    except json.JSONDecodeError:
+        config = {}
+    hnsw = config.get("hnsw") or config.get("hnsw_configuration") or {}
+    return str(hnsw.get("space") or "l2") if isinstance(hnsw, dict) else "l2"
+
+
+def _value(s, i, f, b):
+    # chromadb writes exactly one of the four columns per key
+    if s is not None:
+        return s
+    if b is not None:
+        return bool(b)
+    if i is not None:
+        return i
+    return f
+
+
+def _has_table(db: sqlite3.Connection, table: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [table]).fetchone() is not None
+
+
+def _sqlite_ro(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
