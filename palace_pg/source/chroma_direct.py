@@ -33,6 +33,8 @@ import logging
 import pickle
 import sqlite3
 import struct
+from itertools import groupby
+from operator import itemgetter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -127,13 +129,19 @@ class DirectReader:
         docs: dict[int, str | None] = {}
         metas: dict[int, dict] = {}
         if stored.size:
-            for key, mkey, s, i, f, b in db.execute(
-                    "SELECT id, key, string_value, int_value, float_value, bool_value FROM embedding_metadata "
-                    "WHERE id BETWEEN ? AND ? ORDER BY id", [int(stored.min()), int(stored.max())]):
-                if mkey == DOCUMENT_KEY:
-                    docs[key] = s
-                else:
-                    metas.setdefault(key, {})[mkey] = _value(s, i, f, b)
+            # chromadb writes exactly one value column per key, and sqlite's COALESCE keeps that
+            # value's own type (TEXT, INTEGER or REAL); a bool is an INTEGER in bool_value
+            rows = db.execute(
+                "SELECT id, key, COALESCE(string_value, int_value, float_value), bool_value FROM embedding_metadata "
+                "WHERE id BETWEEN ? AND ? ORDER BY id", [int(stored.min()), int(stored.max())]).fetchall()
+            for key, group in groupby(rows, itemgetter(0)):
+                meta = {}
+                for _, mkey, value, flag in group:
+                    meta[mkey] = value if flag is None else flag == 1
+                if DOCUMENT_KEY in meta:
+                    docs[key] = meta.pop(DOCUMENT_KEY)
+                if meta:
+                    metas[key] = meta
         documents, metadatas = [], []
         for rid, key in zip(ids, keys):
             if key < 0 or rid in plan.tail:
@@ -305,17 +313,6 @@ def _space(db: sqlite3.Connection, facts: CollectionFacts) -> str:
         config = {}
     hnsw = config.get("hnsw") or config.get("hnsw_configuration") or {}
     return str(hnsw.get("space") or "l2") if isinstance(hnsw, dict) else "l2"
-
-
-def _value(s, i, f, b):
-    # chromadb writes exactly one of the four columns per key
-    if s is not None:
-        return s
-    if b is not None:
-        return bool(b)
-    if i is not None:
-        return i
-    return f
 
 
 def _has_table(db: sqlite3.Connection, table: str) -> bool:

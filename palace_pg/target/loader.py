@@ -83,6 +83,41 @@ def vector_digest(vec: np.ndarray) -> bytes:
     return hashlib.sha256(struct.pack(">HH", v.shape[0], 0) + v.astype(">f4").tobytes()).digest()
 
 
+# Anything in a row's canonical JSON that may need the precise (slow) check: an escaped NUL,
+# NaN/Infinity, a negative zero, a lone surrogate.  Most rows match none and skip it.
+_SUSPECT = re.compile(r"\\u0000|NaN|Infinity|-0\.0|[\ud800-\udfff]")
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
+@dataclass
+class _PreparedMetadata:
+    problem: str | None
+    jsonb_text: str | None  # what COPY sends (None: SQL NULL)
+    digest: bytes | None
+
+
+def prepare_metadata(meta: dict | None) -> _PreparedMetadata:
+    """One serialisation per row: its canonical JSON is the digest's input and, almost always, the jsonb text."""
+    if meta is None:
+        return _PreparedMetadata(None, None, None)
+    text = jsonfmt.canonical(meta)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    if _SUSPECT.search(text) and (problem := _metadata_problem(meta)) is not None:
+        return _PreparedMetadata(problem, None, digest)
+    # floats >= 1e16 print with an exponent, which jsonb would turn into integers
+    return _PreparedMetadata(None, jsonfmt.dumps(meta) if "e+" in text else text, digest)
+
+
+def vector_digests(vectors: np.ndarray) -> list[bytes]:
+    """vector_digest for every row of a batch, with one big-endian conversion."""
+    big = np.ascontiguousarray(vectors, dtype=">f4")
+    head = struct.pack(">HH", big.shape[1], 0)
+    return [hashlib.sha256(head + row.tobytes()).digest() for row in big]
+
+
 @dataclass
 class BatchResult:
     loaded: int = 0
@@ -94,14 +129,32 @@ def _reject_payload(rid: str, doc, meta) -> bytes:
     return json.dumps({"id": rid, "document": doc, "metadata": meta}, ensure_ascii=True, allow_nan=True).encode()
 
 
+def _stored_id(rid: str) -> str:
+    # an id PostgreSQL cannot hold is kept JSON-escaped (the reject's payload has it exactly)
+    return rid if _text_problem(rid) is None else json.dumps(rid)
+
+
 def copy_batch(conn: psycopg.Connection, table: str, collection: str, *, ids, documents, metadatas,
                embeddings: np.ndarray, first_seq: int, dimension: int | None) -> BatchResult:
     """COPY the good rows, keep the bad ones in rejects.  Runs inside the caller's transaction."""
     result = BatchResult()
+    prepared = [prepare_metadata(m) for m in metadatas]
+    vectors = np.asarray(embeddings, dtype=np.float32)
+    wrong_width = bool(dimension) and vectors.shape[1] != dimension
+    finite = np.isfinite(vectors).all(axis=1) if vectors.shape[1] else np.ones(len(ids), dtype=bool)
     good: list[int] = []
     for i, rid in enumerate(ids):
-        problem = _text_problem(rid) and f"id: {_text_problem(rid)}"
-        problem = problem or row_problem(documents[i], metadatas[i], embeddings[i], dimension)
+        problem = None
+        if (p := _text_problem(rid)) is not None:
+            problem = f"id: {p}"
+        elif documents[i] is not None and (p := _text_problem(documents[i])) is not None:
+            problem = f"document: {p}"
+        elif prepared[i].problem is not None:
+            problem = prepared[i].problem
+        elif wrong_width:
+            problem = f"vector has {vectors.shape[1]} dimensions, the collection {dimension}"
+        elif not finite[i]:
+            problem = "vector holds NaN or Infinity (pgvector refuses them)"
         if problem:
             result.rejected.append({"collection": collection, "id": rid, "reason": problem, "index": i})
         else:
@@ -112,19 +165,17 @@ def copy_batch(conn: psycopg.Connection, table: str, collection: str, *, ids, do
         with conn.cursor() as cur, cur.copy(stmt) as copy:
             copy.set_types(["text", "text", "jsonb", "vector", "int8"])
             for i in good:
-                meta = metadatas[i]
-                copy.write_row((ids[i], documents[i], Jsonb(meta, dumps=jsonfmt.dumps) if meta is not None else None,
-                                embeddings[i], first_seq + i))
+                text = prepared[i].jsonb_text
+                copy.write_row((ids[i], documents[i], Jsonb(text, dumps=_as_is) if text is not None else None,
+                                vectors[i], first_seq + i))
         result.loaded = len(good)
     # the digests of every row read (rejected ones too), for verification
     stmt = sql.SQL("COPY {} (collection, id, document, metadata, vector) FROM STDIN WITH (FORMAT BINARY)").format(
         qualified("source_digests"))
     with conn.cursor() as cur, cur.copy(stmt) as copy:
         copy.set_types(["text", "text", "bytea", "bytea", "bytea"])
-        for i, rid in enumerate(ids):
-            copy.write_row((collection, rid if _text_problem(rid) is None else json.dumps(rid),
-                            document_digest(documents[i]), metadata_digest(metadatas[i]),
-                            vector_digest(embeddings[i])))
+        for i, (rid, vec_sha) in enumerate(zip(ids, vector_digests(vectors))):
+            copy.write_row((collection, _stored_id(rid), document_digest(documents[i]), prepared[i].digest, vec_sha))
     for rej in result.rejected:
         i = rej.pop("index")
         rid = ids[i]
@@ -132,7 +183,6 @@ def copy_batch(conn: psycopg.Connection, table: str, collection: str, *, ids, do
             "INSERT INTO {} (collection, id, reason, payload, vector) VALUES (%s, %s, %s, %s, %s) "
             "ON CONFLICT (collection, id) DO UPDATE SET reason = EXCLUDED.reason, payload = EXCLUDED.payload, "
             "vector = EXCLUDED.vector").format(qualified("rejects")),
-            # an id PostgreSQL cannot hold is kept JSON-escaped (the payload has it exactly)
-            [collection, rid if _text_problem(rid) is None else json.dumps(rid), rej["reason"], _reject_payload(rid, documents[i], metadatas[i]),
+            [collection, _stored_id(rid), rej["reason"], _reject_payload(rid, documents[i], metadatas[i]),
              np.asarray(embeddings[i], dtype="<f4").tobytes()])
     return result
