@@ -130,27 +130,26 @@ def migrate(options: MigrationOptions, progress: ProgressFn | None = None) -> di
 
 def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions, progress: ProgressFn,
          started: float, lock_pid: int) -> dict:
+    # conn is in autocommit: each `conn.transaction()` commits or rolls back whole, nothing is left open
     report = run_preflight(conn, src, restart=options.restart, daemon_url=options.daemon_url, lock_pid=lock_pid)
-    conn.rollback()
     if not report.ok:
         raise PreflightRefused(report.checks)
     if options.restart and state.schema_exists(conn):
         _clear_target(conn)
     if state.schema_exists(conn) and state.is_done(conn, "done") and not options.only:
-        conn.rollback()
         return {"status": "already-done", "wrote": "nothing", "preflight": report.as_dict(),
                 "message": "this palace was already migrated completely; nothing was written",
                 "elapsed_seconds": round(time.monotonic() - started, 2)}
     run_id = uuid.uuid4()
     ctx = RunContext(options, conn, src, run_id, progress)
     timings: dict[str, float] = {}
+    peak_rss_mb: dict[str, int] = {}  # the process's peak so far, at the end of each phase
     results: dict[str, dict] = {}
     selected = _phase_selection(options.only)
     resumed = state.schema_exists(conn)
     for phase in selected:
         if state.schema_exists(conn) and state.is_done(conn, phase.name):
             results[phase.name] = {"skipped": "done in an earlier run"}
-            conn.rollback()
             continue
         _require_prerequisites(conn, phase)
         t0 = time.monotonic()
@@ -161,7 +160,6 @@ def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions,
             _record(conn, run_id, src, "verify-failed", {"differences": len(exc.differences)})
             raise
         except BaseException:
-            conn.rollback()
             if state.schema_exists(conn):
                 _record(conn, run_id, src, "interrupted", {"phase": phase.name})
             raise
@@ -171,6 +169,7 @@ def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions,
             state.start_unit(conn, run_id, phase.name)
             state.finish_unit(conn, phase.name, details={"seconds": round(time.monotonic() - t0, 2)})
         timings[phase.name] = round(time.monotonic() - t0, 2)
+        peak_rss_mb[phase.name] = _peak_rss_mb()
         results[phase.name] = details
         if phase.name == OTHERS.name:
             src.release_reader()  # chromadb holds every HNSW segment in memory; nothing later reads it
@@ -178,6 +177,7 @@ def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions,
     summary = {"status": "done" if state.is_done(conn, "done") else "partial", "run_id": str(run_id),
                "resumed": resumed, "source_fingerprint": src.snapshot.fingerprint,
                "phase_seconds": timings, "elapsed_seconds": round(time.monotonic() - started, 2),
+               "peak_rss_mb": peak_rss_mb,
                "preflight": report.as_dict(), "results": results, "target": conn.info.dsn}
     _record(conn, run_id, src, summary["status"], {k: v for k, v in summary.items() if k != "preflight"})
     return summary
@@ -191,7 +191,6 @@ def _require_prerequisites(conn: psycopg.Connection, phase) -> None:
     names = [p.name for p in PHASES]
     before = names[: names.index(phase.name)]
     missing = [n for n in before if not (state.schema_exists(conn) and state.is_done(conn, n))]
-    conn.rollback()
     if missing:
         raise PalacePgError(f"phase {phase.name!r} needs {', '.join(missing)} done first",
                             "run `palace-pg migrate` without --phase (it resumes), or run those phases first")
@@ -199,13 +198,18 @@ def _require_prerequisites(conn: psycopg.Connection, phase) -> None:
 
 def _record(conn: psycopg.Connection, run_id, src: SourcePalace, status_: str, summary: dict) -> None:
     try:
-        conn.rollback()
         with conn.transaction():
             state.record_run(conn, run_id, status=status_, tool_version=__version__,
                              fingerprint=src.snapshot.fingerprint, summary=_jsonable(summary),
                              finished=status_ in ("done", "verify-failed"))
     except psycopg.Error:
         log.exception("could not record the run")
+
+
+def _peak_rss_mb() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
 
 
 def _jsonable(value):

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 MAX_LISTED = 1000
 RECALL_K = 10
 RECALL_WARN_BELOW = 0.99
+_SCALARS = (str, int, float, bool, bytes, type(None))
 
 
 def source_ids_from_sqlite(palace, collection_uuid: str) -> set[str]:
@@ -62,8 +63,15 @@ class _TopK:
             return
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         d = 1.0 - (self.q.astype(np.float64) @ (vectors / np.where(norms == 0, 1, norms)).astype(np.float64).T)
+        # only each query's k best of this batch can enter its running top-k
+        if d.shape[1] > self.k:
+            part = np.argpartition(d, self.k - 1, axis=1)[:, : self.k]
+            d = np.take_along_axis(d, part, axis=1)
+            batch_ids = np.array(ids, dtype=object)[part]
+        else:
+            batch_ids = np.broadcast_to(np.array(ids, dtype=object), d.shape)
         all_d = np.concatenate([self.dist, d], axis=1)
-        all_ids = np.concatenate([self.ids, np.broadcast_to(np.array(ids, dtype=object), d.shape)], axis=1)
+        all_ids = np.concatenate([self.ids, batch_ids], axis=1)
         keep = np.argsort(all_d, axis=1, kind="stable")[:, : self.k]
         self.dist = np.take_along_axis(all_d, keep, axis=1)
         self.ids = np.take_along_axis(all_ids, keep, axis=1)
@@ -234,12 +242,19 @@ class VerifyPhase:
                 differences.append({"kind": f"kg_{kind}_extra", "id": rid})
             for rid in want.keys() & got.keys():
                 for col, value in want[rid].items():
-                    if jsonfmt.canonical(value) != jsonfmt.canonical(got[rid].get(col)):
+                    if not _same(value, got[rid].get(col)):
                         differences.append({"kind": f"kg_{kind}_column", "id": rid, "column": col,
                                             "source": value, "target": got[rid].get(col)})
             out[f"{kind}_source"] = len(want)
             out[f"{kind}_target"] = len(got)
         return out
+
+
+def _same(a, b) -> bool:
+    """Type-strict equality: 1, 1.0 and True differ (the canonical form only where types differ or NaN)."""
+    if type(a) is type(b) and type(a) in _SCALARS and a == b:  # not containers: {"x": 1} == {"x": True}
+        return True
+    return jsonfmt.canonical(a) == jsonfmt.canonical(b)
 
 
 def _summary(report: dict) -> dict:

@@ -42,7 +42,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import SourceError
-from .chroma_reader import MAX_PAGE, Batch, ChromaReader, CollectionFacts
+from .chroma_reader import MAX_PAGE, Batch, ChromaReader, CollectionFacts, read_ids_in_subprocess
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class _Files:
     """A collection as its files describe it, before any chromadb read."""
     stored: list[tuple[int, str]]  # (embeddings.id, id) of the metadata segment, in order
     touched: list[str]            # ids written after a segment's max_seq_id, in the order first written
-    vectors: np.ndarray | None
+    vectors: "_Level0 | None"
     vector_slice: slice
     norms: np.ndarray | None
     positions: dict[str, int]     # record index in data_level0.bin per untouched id
@@ -73,7 +73,7 @@ class _Plan:
     row_keys: np.ndarray          # embeddings.id per row of the metadata segment (-1: a queue-only row)
     ids: list[str]
     tail: dict[str, tuple]        # id -> (document, metadata, vector) for ids the queue tail touched
-    vectors: np.ndarray | None    # memmap of data_level0.bin records, or None (no flushed vectors)
+    vectors: "_Level0 | None"     # data_level0.bin, or None (no flushed vectors)
     vector_slice: slice
     norms: np.ndarray | None      # length.bin: each record's norm, by record index
     positions: np.ndarray         # record index in data_level0.bin per row (-1: from the tail)
@@ -114,7 +114,7 @@ class DirectReader:
             db.close()
 
     def close(self) -> None:
-        self._inspected.clear()  # drops the memmaps with them
+        self._inspected.clear()
         self._plans.clear()
         if self._chroma is not None:
             self._chroma.close()
@@ -155,7 +155,7 @@ class DirectReader:
             pos = plan.positions[start:end]
             direct = pos >= 0
             if direct.any():
-                stored = plan.vectors[pos[direct], plan.vector_slice].view("<f4")
+                stored = plan.vectors.records(pos[direct])[:, plan.vector_slice].view("<f4")
                 vectors[direct] = stored * plan.norms[pos[direct], None]
             for j in np.flatnonzero(~direct):
                 vectors[j] = plan.tail[ids[j]][2]
@@ -254,13 +254,7 @@ class DirectReader:
 
     def _read_tail(self, name: str, ids: list[str]) -> dict[str, tuple]:
         """The current state of the ids the queue tail touched, through chromadb's own replay."""
-        col = self._client()._collection(name)
-        out: dict[str, tuple] = {}
-        for i in range(0, len(ids), 5_000):
-            got = col.get(ids=ids[i:i + 5_000], include=["documents", "metadatas", "embeddings"])
-            for rid, doc, meta, vec in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
-                out[rid] = (doc, meta, np.asarray(vec, dtype=np.float32))
-        return out
+        return read_ids_in_subprocess(self.palace, name, ids)
 
     def _map_vectors(self, facts: CollectionFacts, vec_seg: str, ids: list[str]):
         """(records memmap, vector byte slice, norms, record index per id) from the HNSW segment files."""
@@ -282,8 +276,8 @@ class DirectReader:
         if not lengths.is_file() or lengths.stat().st_size < count * 4:
             raise _Fallback("length.bin is missing or short")
         norms = np.fromfile(lengths, dtype="<f4", count=count)
-        records = np.memmap(level0, dtype=np.uint8, mode="r", shape=(count, record))
-        labels = records[:, label_offset:label_offset + 8].copy().view("<u8").ravel()
+        records = _Level0(level0, count, record)
+        labels = records.column(label_offset, 8).view("<u8").ravel()
         order = np.argsort(labels, kind="stable")
         sorted_labels = labels[order]
         wanted = np.fromiter((id_to_label.get(rid, -1) for rid in ids), dtype=np.int64, count=len(ids))
@@ -293,9 +287,40 @@ class DirectReader:
         if (at >= count).any() or (sorted_labels[np.minimum(at, count - 1)] != wanted.astype(np.uint64)).any():
             raise _Fallback("labels missing from data_level0.bin (drift)")
         pos = order[at]
-        if (records[pos, 2] & _DELETE_MARK).any():
+        if (records.column(2, 1).ravel()[pos] & _DELETE_MARK).any():
             raise _Fallback("ids in chroma.sqlite3 whose HNSW element is marked deleted (drift)")
         return records, slice(offset_data, offset_data + 4 * dimension), norms, pos
+
+
+class _Level0:
+    """hnswlib's data_level0.bin, mapped only while a read runs.
+
+    A mapping kept open would leave every page it touched in the migrator's RSS
+    (268 MB at 160K drawers); unmapped after each read they stay in the page cache only.
+    """
+
+    def __init__(self, path: Path, count: int, record: int) -> None:
+        self.path, self.count, self.record = path, count, record
+
+    def _map(self) -> np.memmap:
+        return np.memmap(self.path, dtype=np.uint8, mode="r", shape=(self.count, self.record))
+
+    def records(self, positions: np.ndarray) -> np.ndarray:
+        mm = self._map()
+        try:
+            return mm[positions]  # fancy indexing copies
+        finally:
+            del mm
+
+    def column(self, offset: int, width: int) -> np.ndarray:
+        """One byte range of every record, read in slices so that memory stays flat."""
+        out = np.empty((self.count, width), dtype=np.uint8)
+        step = max(1, (64 << 20) // self.record)
+        for start in range(0, self.count, step):
+            mm = self._map()
+            out[start:start + step] = mm[start:start + step, offset:offset + width]
+            del mm
+        return out
 
 
 class _Fallback(Exception):

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -156,13 +158,9 @@ print(json.dumps(out))
 """
 
 
-def probe_in_subprocess(palace: Path, timeout: float = 600) -> dict:
-    """Open the snapshot with chromadb in a throwaway process: a segfault there is a finding, not a crash.
-
-    Returns {collection: {"count": n, "probe_ok": bool}}; raises SourceError when chromadb dies.
-    """
-    proc = subprocess.run([sys.executable, "-c", _PROBE, str(palace)], capture_output=True, text=True,
-                          timeout=timeout)
+def _run_chromadb(script: str, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run a chromadb script in a throwaway process; its death becomes a SourceError with the fix."""
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
@@ -172,4 +170,47 @@ def probe_in_subprocess(palace: Path, timeout: float = 600) -> dict:
             "on a COPY of the palace and migrate the repaired copy",
             returncode=proc.returncode,
         )
+    return proc
+
+
+def probe_in_subprocess(palace: Path, timeout: float = 600) -> dict:
+    """Open the snapshot with chromadb in a throwaway process: a segfault there is a finding, not a crash.
+
+    Returns {collection: {"count": n, "probe_ok": bool}}; raises SourceError when chromadb dies.
+    """
+    proc = _run_chromadb(_PROBE, [str(palace)], timeout)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+_READ_IDS = r"""
+import json, pickle, sys
+import numpy as np
+import chromadb
+from chromadb.config import Settings
+palace, name, ids_file, out_file = sys.argv[1:5]
+ids = json.load(open(ids_file))
+col = chromadb.PersistentClient(path=palace, settings=Settings(anonymized_telemetry=False)).get_collection(
+    name, embedding_function=None)
+out = {}
+for i in range(0, len(ids), 5000):
+    got = col.get(ids=ids[i:i + 5000], include=["documents", "metadatas", "embeddings"])
+    for rid, doc, meta, vec in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
+        out[rid] = (doc, meta, np.asarray(vec, dtype=np.float32))
+with open(out_file, "wb") as fh:
+    pickle.dump(out, fh, protocol=pickle.HIGHEST_PROTOCOL)
+"""
+
+
+def read_ids_in_subprocess(palace: Path, name: str, ids: list[str], timeout: float = 600) -> dict[str, tuple]:
+    """{id: (document, metadata, float32 vector)} for the ids chromadb holds, read in a throwaway process.
+
+    chromadb replays its write queue exactly as MemPalace sees it; in another
+    process its memory (hundreds of MB once loaded) and any crash stay out of the migrator.
+    Ids chromadb does not return (deleted by a queued write) are absent.
+    """
+    with tempfile.TemporaryDirectory(prefix="palace_pg-tail-") as tmp:
+        ids_file, out_file = Path(tmp) / "ids.json", Path(tmp) / "rows.pickle"
+        ids_file.write_text(json.dumps(ids))
+        _run_chromadb(_READ_IDS, [str(palace), name, str(ids_file), str(out_file)], timeout)
+        with open(out_file, "rb") as fh:
+            return pickle.load(fh)  # written by our own child process just now
