@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import PalacePgError
+from .errors import PalacePgError, RejectedRows
 
 log = logging.getLogger("palace_pg.cli")
 
@@ -191,6 +191,8 @@ def cmd_migrate(args) -> int:
                 print("\ncutover steps:")
                 for i, step in enumerate(done["cutover"], 1):
                     print(f"  {i}. {step}")
+    if summary.get("rejected") and not args.allow_rejects:
+        raise RejectedRows(summary["rejected"])
     return 0
 
 
@@ -339,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--work-dir", help="where the source snapshot is copied (default: $PALACE_PG_WORK_DIR or /tmp)")
     mg.add_argument("--json", action="store_true", help="print the JSON summary")
     mg.add_argument("--no-progress", action="store_true")
+    mg.add_argument("--allow-rejects", action="store_true",
+                    help="exit 0 even when rows were kept in mempalace.rejects (otherwise exit 5)")
     mg.set_defaults(func=cmd_migrate)
 
     st = sub.add_parser("status", help="the target's checkpoint table")

@@ -138,6 +138,7 @@ def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions,
         _clear_target(conn)
     if state.schema_exists(conn) and state.is_done(conn, "done") and not options.only:
         return {"status": "already-done", "wrote": "nothing", "preflight": report.as_dict(),
+                "rejected": state.rejected_rows(conn),
                 "message": "this palace was already migrated completely; nothing was written",
                 "elapsed_seconds": round(time.monotonic() - started, 2)}
     run_id = uuid.uuid4()
@@ -177,7 +178,7 @@ def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions,
     summary = {"status": "done" if state.is_done(conn, "done") else "partial", "run_id": str(run_id),
                "resumed": resumed, "source_fingerprint": src.snapshot.fingerprint,
                "phase_seconds": timings, "elapsed_seconds": round(time.monotonic() - started, 2),
-               "peak_rss_mb": peak_rss_mb,
+               "peak_rss_mb": peak_rss_mb, "rejected": state.rejected_rows(conn),
                "preflight": report.as_dict(), "results": results, "target": conn.info.dsn}
     _record(conn, run_id, src, summary["status"], {k: v for k, v in summary.items() if k != "preflight"})
     return summary

@@ -97,7 +97,19 @@ class VerificationFailed(PalacePgError):
 
 
 class RejectedRows(PalacePgError):
-    """Rows PostgreSQL cannot hold as they are were kept in the reject table."""
+    """Rows PostgreSQL cannot hold as they are were kept in the reject table (exit 5 unless allowed)."""
+
+    exit_code = 5
+
+    def __init__(self, rejected: list[dict]) -> None:
+        super().__init__(
+            f"{len(rejected)} row(s) could not be stored as they are and were kept whole in mempalace.rejects "
+            f"(e.g. {rejected[0]['collection']}/{rejected[0]['id']}: {rejected[0]['reason']})",
+            "review them with `SELECT collection, id, reason FROM mempalace.rejects`; fix them in the palace and "
+            "rerun with --restart, or accept them with --allow-rejects (they stay in the reject table, never lost)",
+            rejected=rejected,
+        )
+        self.rejected = rejected
 
 
 class ParameterError(PalacePgError):

@@ -77,6 +77,19 @@ def test_nul_bytes_go_to_rejects_with_a_reason(tmp_path, fresh_db):
     assert rejects["bad_meta"][1]["metadata"]["k"] == "x\x00y"
 
 
+def test_the_cli_exits_5_on_rejected_rows_unless_they_are_allowed(tmp_path, fresh_db, capsys):
+    from palace_pg.cli import main
+
+    rows = _rows(10)
+    rows.append(("bad_doc", "a\x00b", {"wing": "w"}, rows[0][3]))
+    palace = build_palace(tmp_path / "src" / "palace", rows)
+    args = ["migrate", "--palace", str(palace), "--dsn", fresh_db, "--work-dir", str(tmp_path / "w"), "--no-progress"]
+    assert main(args) == 5
+    err = capsys.readouterr().err
+    assert "bad_doc" in err and "mempalace.rejects" in err and "--allow-rejects" in err
+    assert main(args + ["--allow-rejects"]) == 0  # already done: nothing written, the rejects accepted
+
+
 def test_pending_queue_rows_past_the_hnsw_segment_are_migrated(tmp_path, fresh_db):
     # sync_threshold 1000: the first 1000 are flushed to the segment, the rest sit in embeddings_queue
     palace = build_palace(tmp_path / "src" / "palace", _rows(1500))

@@ -119,6 +119,28 @@ def hash_palace(palace: Path, kg_path: Path | None = None) -> dict[str, str]:
     return {rel: _copy_hashing(path, None) for rel, path in source_files(palace, kg_path)}
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_snapshots(work_dir: Path) -> list[Path]:
+    """Delete ``snapshot-<pid>`` folders whose process is gone (a killed run's copy of a palace)."""
+    removed = []
+    for folder in Path(work_dir).glob("snapshot-*"):
+        pid = folder.name.removeprefix("snapshot-")
+        if folder.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+            log.info("removed the stale snapshot %s (its process %s is gone)", folder, pid)
+    return removed
+
+
 def take_snapshot(palace: Path, work_dir: Path, kg_path: Path | None = None) -> Snapshot:
     """Copy and hash the palace into ``work_dir/snapshot-<pid>``; refuse if it changes meanwhile."""
     palace = Path(palace)
@@ -126,6 +148,7 @@ def take_snapshot(palace: Path, work_dir: Path, kg_path: Path | None = None) -> 
         raise SourceError(f"the palace folder {palace} does not exist", "pass --palace with the palace's path")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_snapshots(work_dir)  # a killed run cannot clean up after itself; the next one does
     root = work_dir / f"snapshot-{os.getpid()}"
     shutil.rmtree(root, ignore_errors=True)
     listing = source_files(palace, kg_path)

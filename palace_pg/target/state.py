@@ -27,6 +27,15 @@ def _table_exists(conn: psycopg.Connection, table: str) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{SCHEMA}.{table}"]).fetchone()[0]
 
 
+def rejected_rows(conn: psycopg.Connection, limit: int = 100) -> list[dict]:
+    """The rows kept in the reject table (collection, id, reason), oldest first."""
+    if not _table_exists(conn, "rejects"):
+        return []
+    return [{"collection": c, "id": i, "reason": r} for c, i, r in conn.execute(
+        sql.SQL("SELECT collection, id, reason FROM {} ORDER BY collection, id LIMIT %s").format(
+            qualified("rejects")), [limit])]
+
+
 # -- backend_meta -------------------------------------------------------------------------
 def get_meta(conn: psycopg.Connection, key: str, default: Any = None) -> Any:
     if not _table_exists(conn, "backend_meta"):
