@@ -6,6 +6,7 @@ file; the snapshot copied it, and sqlite applies it when the copy is opened.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -17,11 +18,25 @@ TRIPLE_COLUMNS = ("id", "subject", "predicate", "object", "valid_from", "valid_t
 
 
 def resolve_kg_path(palace: Path) -> Path | None:
-    """The KG that belongs to the palace, resolved exactly as mempalace resolves it."""
-    from mempalace.palace_audit import resolve_kg_path as mempalace_resolve
+    """The KG that belongs to the palace, by mempalace 3.11's rule (``palace_audit.resolve_kg_path``).
 
-    path = Path(mempalace_resolve(str(palace)))
-    return path if path.is_file() else None
+    A palace-local ``knowledge_graph.sqlite3`` wins; the legacy
+    ``~/.mempalace/knowledge_graph.sqlite3`` belongs to the default palace alone.
+    The rule is restated over mempalace's own constants because importing
+    ``palace_audit`` imports chromadb (~3 s); tests/test_kg_reader.py holds the
+    two to the same answers.
+    """
+    from mempalace.config import DEFAULT_PALACE_PATH
+    from mempalace.knowledge_graph import DEFAULT_KG_PATH
+
+    local = os.path.join(palace, "knowledge_graph.sqlite3")
+    if os.path.isfile(local):
+        path = local
+    elif os.path.realpath(palace) == os.path.realpath(DEFAULT_PALACE_PATH):
+        path = DEFAULT_KG_PATH
+    else:
+        path = local
+    return Path(path) if os.path.isfile(path) else None
 
 
 def _columns(db: sqlite3.Connection, table: str) -> list[str]:
