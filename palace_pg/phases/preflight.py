@@ -86,6 +86,11 @@ def source_checks(src) -> tuple[list[Check], dict]:
                    "snapshot_bytes": src.snapshot.total_bytes, "collections": {}}
     checks.append(Check("source_stable", "ok", f"snapshot of {len(src.snapshot.files)} files "
                         f"({src.snapshot.total_bytes / 1e6:.1f} MB) taken with no file changing meanwhile"))
+    if src.kg_source_path is not None:
+        try:  # read the KG while chromadb starts up for any queue tail (the result is cached)
+            src.kg()
+        except SourceError:
+            pass  # reported by the knowledge_graph check below
     try:
         readers = src.probe()
         direct = [n for n, r in readers.items() if r["reader"] == "direct"]

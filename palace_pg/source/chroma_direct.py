@@ -42,7 +42,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import SourceError
-from .chroma_reader import MAX_PAGE, Batch, ChromaReader, CollectionFacts, read_ids_in_subprocess
+from .chroma_reader import MAX_PAGE, Batch, ChromaReader, CollectionFacts, TailRead
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class DirectReader:
         self.palace = Path(palace)
         self._facts = {c.name: c for c in collections}
         self._inspected: dict[str, _Files | None] = {}
+        self._tails: dict[str, TailRead] = {}
         self._plans: dict[str, _Plan | None] = {}
         self._chroma: ChromaReader | None = None
         self.fallbacks: dict[str, str] = {}  # collection -> why it is read through chromadb
@@ -114,6 +115,9 @@ class DirectReader:
             db.close()
 
     def close(self) -> None:
+        for pending in self._tails.values():
+            pending.cancel()
+        self._tails.clear()
         self._inspected.clear()
         self._plans.clear()
         if self._chroma is not None:
@@ -252,9 +256,17 @@ class DirectReader:
         return _Plan(np.asarray(keys, dtype=np.int64), ids, tail, files.vectors, files.vector_slice, files.norms,
                      np.asarray(positions, dtype=np.int64))
 
+    def prefetch(self) -> None:
+        """Start reading every queue tail now, in the background (a chromadb process takes seconds to start)."""
+        for name in self._facts:
+            files = self._files(name)
+            if files is not None and files.touched and name not in self._tails:
+                self._tails[name] = TailRead(self.palace, name, files.touched)
+
     def _read_tail(self, name: str, ids: list[str]) -> dict[str, tuple]:
         """The current state of the ids the queue tail touched, through chromadb's own replay."""
-        return read_ids_in_subprocess(self.palace, name, ids)
+        pending = self._tails.pop(name, None)
+        return (pending or TailRead(self.palace, name, ids)).result()
 
     def _map_vectors(self, facts: CollectionFacts, vec_seg: str, ids: list[str]):
         """(records memmap, vector byte slice, norms, record index per id) from the HNSW segment files."""

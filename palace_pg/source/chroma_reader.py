@@ -158,19 +158,33 @@ print(json.dumps(out))
 """
 
 
-def _run_chromadb(script: str, args: list[str], timeout: float) -> subprocess.CompletedProcess:
-    """Run a chromadb script in a throwaway process; its death becomes a SourceError with the fix."""
-    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
-        raise SourceError(
-            f"chromadb cannot read the palace ({how}): {' | '.join(tail) or 'no message'}",
-            "the HNSW segment or chroma.sqlite3 is damaged; run `mempalace repair --mode from-sqlite` "
-            "on a COPY of the palace and migrate the repaired copy",
-            returncode=proc.returncode,
-        )
-    return proc
+class ChromadbChild:
+    """A chromadb script in a throwaway process: its memory and any crash stay out of the migrator."""
+
+    def __init__(self, script: str, args: list[str], timeout: float = 600) -> None:
+        self._proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+        self._timeout = timeout
+
+    def wait(self) -> str:
+        """The child's stdout; its death becomes a SourceError with the fix."""
+        out, err = self._proc.communicate(timeout=self._timeout)
+        if self._proc.returncode != 0:
+            tail = (err or out).strip().splitlines()[-3:]
+            code = self._proc.returncode
+            how = f"signal {-code}" if code < 0 else f"exit {code}"
+            raise SourceError(
+                f"chromadb cannot read the palace ({how}): {' | '.join(tail) or 'no message'}",
+                "the HNSW segment or chroma.sqlite3 is damaged; run `mempalace repair --mode from-sqlite` "
+                "on a COPY of the palace and migrate the repaired copy",
+                returncode=code,
+            )
+        return out
+
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.communicate()
 
 
 def probe_in_subprocess(palace: Path, timeout: float = 600) -> dict:
@@ -178,8 +192,8 @@ def probe_in_subprocess(palace: Path, timeout: float = 600) -> dict:
 
     Returns {collection: {"count": n, "probe_ok": bool}}; raises SourceError when chromadb dies.
     """
-    proc = _run_chromadb(_PROBE, [str(palace)], timeout)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = ChromadbChild(_PROBE, [str(palace)], timeout).wait()
+    return json.loads(out.strip().splitlines()[-1])
 
 
 _READ_IDS = r"""
@@ -201,16 +215,28 @@ with open(out_file, "wb") as fh:
 """
 
 
-def read_ids_in_subprocess(palace: Path, name: str, ids: list[str], timeout: float = 600) -> dict[str, tuple]:
-    """{id: (document, metadata, float32 vector)} for the ids chromadb holds, read in a throwaway process.
+class TailRead:
+    """{id: (document, metadata, float32 vector)} for ids chromadb holds, read in a throwaway process.
 
-    chromadb replays its write queue exactly as MemPalace sees it; in another
-    process its memory (hundreds of MB once loaded) and any crash stay out of the migrator.
-    Ids chromadb does not return (deleted by a queued write) are absent.
+    chromadb replays its write queue exactly as MemPalace sees it.  The read
+    starts at once and runs while the migrator does other work; ``result()``
+    waits for it.  Ids chromadb does not return (deleted by a queued write) are absent.
     """
-    with tempfile.TemporaryDirectory(prefix="palace_pg-tail-") as tmp:
-        ids_file, out_file = Path(tmp) / "ids.json", Path(tmp) / "rows.pickle"
+
+    def __init__(self, palace: Path, name: str, ids: list[str], timeout: float = 600) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="palace_pg-tail-")
+        ids_file, self._out = Path(self._tmp.name) / "ids.json", Path(self._tmp.name) / "rows.pickle"
         ids_file.write_text(json.dumps(ids))
-        _run_chromadb(_READ_IDS, [str(palace), name, str(ids_file), str(out_file)], timeout)
-        with open(out_file, "rb") as fh:
-            return pickle.load(fh)  # written by our own child process just now
+        self._child = ChromadbChild(_READ_IDS, [str(palace), name, str(ids_file), str(self._out)], timeout)
+
+    def result(self) -> dict[str, tuple]:
+        try:
+            self._child.wait()
+            with open(self._out, "rb") as fh:
+                return pickle.load(fh)  # written by our own child process just now
+        finally:
+            self._tmp.cleanup()
+
+    def cancel(self) -> None:
+        self._child.kill()
+        self._tmp.cleanup()

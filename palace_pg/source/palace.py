@@ -71,7 +71,9 @@ class SourcePalace:
             except json.JSONDecodeError as exc:
                 raise SourceError(f"{EMBEDDER_SIDECAR} is not valid JSON ({exc})",
                                   "fix or remove the sidecar (mempalace palace set-embedder rewrites it)") from None
-        return cls(path, snap, collections, kg, drawers_collection_name(), embedder)
+        src = cls(path, snap, collections, kg, drawers_collection_name(), embedder)
+        src.reader.prefetch()
+        return src
 
     # -- rows ---------------------------------------------------------------------------
     @property
@@ -83,9 +85,10 @@ class SourcePalace:
     def probe(self) -> dict:
         """How each collection will be read; chromadb is tried first in a throwaway process where needed.
 
-        Rows are read straight from the files (``chroma_direct``).  Only when some
-        rows exist only in the write queue, or the files disagree, is chromadb
-        itself needed; it is then opened in a separate process first, so that a
+        Rows are read straight from the files (``chroma_direct``).  Rows that
+        exist only in the write queue are read by chromadb in a throwaway
+        process.  When the files disagree, chromadb reads the whole collection
+        in this process: it is then first opened in a separate one, so that a
         crash on a damaged palace is a finding (SourceError), not the migrator's death.
         Returns {collection: {"reader": "direct" | "direct+chromadb" | "chromadb", "why": str}}.
         """
@@ -97,7 +100,7 @@ class SourcePalace:
                 out[facts.name] = {"reader": "chromadb", "why": why}
             else:
                 out[facts.name] = {"reader": "direct+chromadb", "why": "writes still in embeddings_queue"}
-        if any(v["reader"] != "direct" for v in out.values()):
+        if any(v["reader"] == "chromadb" for v in out.values()):  # a queue tail is read in its own process anyway
             probed = probe_in_subprocess(self.snapshot.palace)
             for facts in self.collections:
                 if facts.name in probed and out[facts.name]["reader"] == "chromadb":
