@@ -143,3 +143,57 @@ def test_one_hop_lookups_are_index_scans(kg, fresh_db):
                 psycopg.sql.SQL("EXPLAIN ") + _cypher(body), [_params(params)]))
             assert re.search(r"kg_entity_id|kg_triple_predicate|kg_triple_id", plan), plan
             assert "Seq Scan on \"Entity\"" not in plan and "Seq Scan on \"RELATES\"" not in plan, plan
+
+
+class _NoEntities(AgeStore):
+    """Skips the entity inserts, so the edge insert finds no endpoint (a server-side failure)."""
+
+    def insert_or_ignore_entities(self, rows):
+        pass
+
+
+def test_a_failed_pipelined_write_rolls_back_and_the_connection_recovers(fresh_db):
+    with AgeKnowledgeGraph(dsn=fresh_db) as kg:
+        kg.add_triple("Max", "knows", "Alice")
+    with AgeKnowledgeGraph(dsn=fresh_db, store_factory=_NoEntities) as broken:
+        for _ in range(6):  # past psycopg's prepare threshold: prepared statements skipped by the abort
+            with pytest.raises(psycopg.errors.NotNullViolation):
+                broken.add_triple("Ghost", "haunts", "House")
+            assert broken._pg().info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert broken.add_triple("Max", "knows", "Alice")  # an open fact: no insert, still answers
+    with AgeKnowledgeGraph(dsn=fresh_db) as kg:
+        assert kg.stats()["triples"] == 1 and kg.stats()["entities"] == 2
+        tid = kg.add_triple("Ghost", "haunts", "House")
+        assert kg.query_entity("Ghost")[0]["object"] == "House"
+    with psycopg.connect(fresh_db) as conn:
+        assert {t["id"] for t in read_triples(conn)} >= {tid}
+        assert [e["id"] for e in read_entities(conn)] == ["alice", "ghost", "house", "max"]
+
+
+def test_add_triple_is_committed_when_it_returns(fresh_db):
+    """Each call is its own durable transaction: another connection sees it at once."""
+    with AgeKnowledgeGraph(dsn=fresh_db) as kg, psycopg.connect(fresh_db, autocommit=True) as other:
+        assert kg._pg().execute("SHOW synchronous_commit").fetchone()[0] == \
+            other.execute("SHOW synchronous_commit").fetchone()[0]  # the server's own: not relaxed by the KG
+        for i in range(3):
+            tid = kg.add_triple("Max", "knows", f"Friend {i}", valid_from="2026-01-01")
+            assert kg._pg().info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            got = other.execute(
+                "SELECT count(*) FROM mempalace_kg.\"RELATES\" "
+                "WHERE ag_catalog.agtype_access_operator(VARIADIC ARRAY[properties, '\"id\"'::ag_catalog.agtype])"
+                " = %s::text::ag_catalog.agtype", [f'"{tid}"']).fetchone()[0]
+            assert got == 1
+        assert [r["rowid"] for r in kg.dump_rows("entities")] == [1, 2, 3, 4]
+        assert [r["rowid"] for r in kg.dump_rows("triples")] == [1, 2, 3]
+        # sqlite's idempotency: the open fact's id again, no new row, no new entity.
+        assert kg.add_triple("Max", "knows", "Friend 0") == kg.dump_rows("triples")[0]["id"]
+        assert kg.stats()["triples"] == 3 and kg.stats()["entities"] == 4
+
+
+def test_add_triple_turns_a_placeholder_endpoint_into_the_entity(kg):
+    kg.apply_row("triples", {"id": "t_x", "subject": "ghost", "predicate": "haunts", "object": "house"})
+    tid = kg.add_triple("Ghost", "haunts", "House")
+    assert tid == "t_x"  # the replicated fact is open: sqlite answers its id
+    entities = kg.dump_rows("entities")
+    assert [(e["id"], e["name"], e["rowid"]) for e in entities] == [("ghost", "Ghost", 1), ("house", "House", 2)]
+    assert kg.query_relationship("haunts")[0]["subject"] == "Ghost"

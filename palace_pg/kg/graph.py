@@ -18,11 +18,12 @@ import logging
 import os
 import sqlite3
 import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Callable, Iterator
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from mempalace.config import sanitize_iso_temporal
 from mempalace.ids import make_triple_id
 from mempalace.knowledge_graph import DEFAULT_KG_PATH
@@ -106,17 +107,49 @@ class AgeKnowledgeGraph:
         with self._lock:
             conn = self._pg()
             try:
-                # Writers run in pipeline mode: BEGIN, the lock and the first lookup travel in
-                # one round trip (statements still execute in order, so the lock comes first).
-                with (conn.pipeline() if write else nullcontext()), conn.transaction():
-                    store = self._store_factory(conn)
-                    if write:
-                        store.lock_writes()
-                    yield store
+                if write and conn.info.transaction_status == TransactionStatus.IDLE:
+                    with self._write_transaction(conn) as store:
+                        yield store
+                else:
+                    # Readers, and a writer nested in an open transaction (a savepoint then).
+                    with conn.transaction():
+                        store = self._store_factory(conn)
+                        if write:
+                            store.lock_writes()
+                        yield store
             except psycopg.OperationalError:
                 # The server went away: drop the connection so the next call reconnects.
                 self._drop_connection()
                 raise
+
+    @contextmanager
+    def _write_transaction(self, conn: psycopg.Connection) -> Iterator[KGStore]:
+        """BEGIN, the write lock, the caller's statements and COMMIT, queued in one pipeline.
+
+        Statements still execute in order (the lock first, each with its own snapshot).
+        Nothing waits for the server until the caller reads a result or the block ends:
+        add_triple costs two round trips (BEGIN … the open-fact lookup; the insert and
+        COMMIT), where psycopg's ``conn.transaction()`` adds a sync after BEGIN and around
+        COMMIT.  The block returns once the COMMIT has been acknowledged, i.e. is durable
+        under synchronous_commit=on (the default).
+        """
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                store = self._store_factory(conn)
+                store.lock_writes()
+                yield store
+                conn.execute("COMMIT")
+        except BaseException:
+            # A failed statement leaves the transaction aborted (the queued COMMIT was skipped);
+            # an exception in the block leaves it open.  Either way: roll back, then re-raise.
+            if not conn.closed and conn.info.transaction_status in (TransactionStatus.INTRANS,
+                                                                   TransactionStatus.INERROR):
+                try:
+                    conn.execute("ROLLBACK")
+                except psycopg.Error as exc:
+                    log.warning("rollback after a failed KG write failed too: %s", exc)
+            raise
 
     def _drop_connection(self) -> None:
         conn, self._connection = self._connection, None
@@ -156,29 +189,21 @@ class AgeKnowledgeGraph:
     # ── write helpers ────────────────────────────────────────────────────────
 
     @staticmethod
-    def _insert_or_ignore_entities(store: KGStore, *pairs: tuple[str, str], present: dict | None = None) -> int:
-        """sqlite's ``INSERT OR IGNORE INTO entities (id, name)`` for each (id, name), in order.
-
-        Returns how many were inserted.  ``present``: the stored entities, if already fetched.
-        """
-        present = dict(store.get_entities([eid for eid, _ in pairs]) if present is None else present)
-        inserted = 0
+    def _insert_or_ignore_entities(store: KGStore, *pairs: tuple[str, str]) -> None:
+        """sqlite's ``INSERT OR IGNORE INTO entities (id, name)`` for each (id, name), in order."""
+        now = temporal.sqlite_now()
+        rows = {}
         for eid, name in pairs:
-            if eid in present:
-                continue
-            row = as_sqlite_stores("entities", {"id": eid, "name": name, "type": "unknown",
-                                                "properties": "{}", "created_at": temporal.sqlite_now()})
-            store.put_entity(row | {"rowid": store.next_rowid("entities")})
-            present[eid] = row
-            inserted += 1
-        return inserted
+            rows.setdefault(eid, as_sqlite_stores("entities", {"id": eid, "name": name, "type": "unknown",
+                                                               "properties": "{}", "created_at": now}))
+        store.insert_or_ignore_entities(list(rows.values()))
 
     @staticmethod
-    def _insert_triple(store: KGStore, rowid: int | None, values: dict) -> str:
-        # Fresh id (make_triple_id hashes the current time) and both entities just ensured.
-        # ``rowid``: already read under the write lock, or None to read it now.
+    def _insert_triple(store: KGStore, values: dict) -> str:
+        # Fresh id (make_triple_id hashes the current time) and both entities just ensured;
+        # rowid max + 1 is read by the insert itself, under the write lock.
         row = as_sqlite_stores("triples", values | {"extracted_at": temporal.sqlite_now()})
-        store.insert_triple(row | {"rowid": rowid if rowid is not None else store.next_rowid("triples")})
+        store.insert_triple(row)
         return row["id"]
 
     @staticmethod
@@ -217,12 +242,14 @@ class AgeKnowledgeGraph:
                     source_file=source_file, source_drawer_id=source_drawer_id, adapter_name=adapter_name)
         sub_id, obj_id, pred = self._entity_id(subject), self._entity_id(obj), _predicate(predicate)
         with self._store(write=True) as store:
-            present, existing, next_rowid = store.probe_add([sub_id, obj_id], sub_id, pred, obj_id)
-            self._insert_or_ignore_entities(store, (sub_id, subject), (obj_id, obj), present=present)
+            # Round trip 1: BEGIN, lock, both INSERT OR IGNOREs and the open-fact lookup.
+            self._insert_or_ignore_entities(store, (sub_id, subject), (obj_id, obj))
+            existing = store.open_triples(sub_id, pred, obj_id)
             if existing:
                 return existing[0]["id"]
             triple_id = make_triple_id(sub_id, pred, obj_id, valid_from, datetime.now().isoformat())
-            return self._insert_triple(store, next_rowid, {
+            # Round trip 2: the insert and the COMMIT.
+            return self._insert_triple(store, {
                 "id": triple_id, "subject": sub_id, "predicate": pred, "object": obj_id,
                 "valid_from": valid_from, "valid_to": valid_to, "confidence": confidence,
                 "source_closet": source_closet, "source_file": source_file,
@@ -262,7 +289,7 @@ class AgeKnowledgeGraph:
             if existing:
                 return existing[0]["id"]
             triple_id = make_triple_id(sub_id, pred, new_id, boundary, datetime.now().isoformat())
-            return self._insert_triple(store, None, {
+            return self._insert_triple(store, {
                 "id": triple_id, "subject": sub_id, "predicate": pred, "object": new_id,
                 "valid_from": boundary, "valid_to": None, "confidence": confidence,
                 "source_closet": source_closet, "source_file": source_file,
@@ -298,7 +325,7 @@ class AgeKnowledgeGraph:
                 if started and all(other[k] == v for k, v in inherited.items()):
                     return other["id"]
             new_id = make_triple_id(sub_id, pred, obj_id, boundary, datetime.now().isoformat())
-            return self._insert_triple(store, None, {
+            return self._insert_triple(store, {
                 "id": new_id, "subject": sub_id, "predicate": pred, "object": obj_id,
                 "valid_from": boundary, "valid_to": None, **inherited,
             })

@@ -50,11 +50,14 @@ class KGStore(Protocol):
     def get_entities(self, ids: Iterable[str]) -> dict[str, dict]:
         """Stored entity rows by id (placeholders excluded)."""
 
-    def probe_add(self, entity_ids: list[str], subject: str, predicate: str, obj: str) -> tuple[dict, list, int]:
-        """(get_entities(entity_ids), open_triples(subject, predicate, obj), next_rowid('triples')) at once."""
 
     def put_entity(self, row: dict) -> None:
         """Insert the entity, or replace the stored one with the same id (keeps its edges)."""
+
+    def insert_or_ignore_entities(self, rows: list[dict]) -> None:
+        """sqlite's ``INSERT OR IGNORE INTO entities`` for each row (no rowid), in order: nothing if
+        an entity has the id; else the row, with rowid max + 1 (a placeholder becomes the entity).
+        Reads nothing back, so in pipeline mode it only sends."""
 
     def ensure_endpoints(self, ids: Iterable[str]) -> int:
         """Make sure a node exists for each id so an edge can attach; returns how many placeholders were created."""
@@ -73,7 +76,10 @@ class KGStore(Protocol):
         """Insert the triple, or replace the stored one with the same id."""
 
     def insert_triple(self, row: dict) -> None:
-        """Insert a triple with a new id whose subject and object nodes exist (the add_triple path)."""
+        """Insert a triple with a new id whose subject and object nodes exist (the add_triple path).
+
+        Without a ``rowid`` the row gets max + 1.  Reads nothing back (a missing endpoint fails
+        the transaction), so in pipeline mode it only sends."""
 
     def set_valid_to(self, triple_ids: list[str], valid_to: str) -> None:
         """Close the given triples."""

@@ -64,6 +64,8 @@ def as_sqlite_stores(table: str, row: dict) -> dict:
 def check_storable(table: str, row: dict) -> None:
     """Refuse values that PostgreSQL/agtype cannot hold verbatim, naming the row and column."""
     for column, value in row.items():
+        if value is None or (type(value) is str and "\x00" not in value):
+            continue  # the common case, checked first (this runs for every row written)
         if isinstance(value, str) and "\x00" in value:
             raise KgValueRejected(
                 f"{table} row {row.get('id')!r}: column {column!r} contains a NUL character, "
