@@ -14,6 +14,7 @@ from psycopg import sql
 
 from ..faults import crash_point
 from ..source.chroma_reader import CollectionFacts
+from ..source.prefetch import prefetched
 from ..target import schema, state
 from ..target.loader import copy_batch
 from .base import RunContext
@@ -66,7 +67,8 @@ class CollectionsPhase:
         offset = cp["rows_done"]
         loaded = rejected = 0
         ctx.emit(self.name, unit, offset, total, "resuming" if offset else "")
-        for batch in src.reader.batches(facts.name, batch_size=opts.batch_size, start=offset, stop=total):
+        batches = src.reader.batches(facts.name, batch_size=opts.batch_size, start=offset, stop=total)
+        for batch in prefetched(batches):
             with conn.transaction():
                 result = copy_batch(conn, table, facts.name, ids=batch.ids, documents=batch.documents,
                                     metadatas=batch.metadatas, embeddings=batch.embeddings,
