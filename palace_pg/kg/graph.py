@@ -244,17 +244,9 @@ class AgeKnowledgeGraph:
         with self._store(write=True) as store:
             # Round trip 1: BEGIN, lock, both INSERT OR IGNOREs and the open-fact lookup.
             self._insert_or_ignore_entities(store, (sub_id, subject), (obj_id, obj))
-            existing = store.open_triples(sub_id, pred, obj_id)
-            if existing:
-                return existing[0]["id"]
-            triple_id = make_triple_id(sub_id, pred, obj_id, valid_from, datetime.now().isoformat())
-            # Round trip 2: the insert and the COMMIT.
-            return self._insert_triple(store, {
-                "id": triple_id, "subject": sub_id, "predicate": pred, "object": obj_id,
-                "valid_from": valid_from, "valid_to": valid_to, "confidence": confidence,
-                "source_closet": source_closet, "source_file": source_file,
-                "source_drawer_id": source_drawer_id, "adapter_name": adapter_name,
-            })
+            # Round trip 2 (when the fact is new): the insert and the COMMIT.
+            return self._open_fact(store, sub_id, pred, obj_id, valid_from, valid_to, confidence,
+                                   source_closet, source_file, source_drawer_id, adapter_name)
 
     def invalidate(self, subject: str, predicate: str, obj: str, ended: str = None):
         """Mark a relationship as no longer valid (set valid_to on every open match)."""
@@ -285,16 +277,23 @@ class AgeKnowledgeGraph:
             for row in rows:
                 self._refuse_inverted(row["valid_from"], boundary, "at")
             store.set_valid_to([r["id"] for r in rows], boundary)
-            existing = store.open_triples(sub_id, pred, new_id)
-            if existing:
-                return existing[0]["id"]
-            triple_id = make_triple_id(sub_id, pred, new_id, boundary, datetime.now().isoformat())
-            return self._insert_triple(store, {
-                "id": triple_id, "subject": sub_id, "predicate": pred, "object": new_id,
-                "valid_from": boundary, "valid_to": None, "confidence": confidence,
-                "source_closet": source_closet, "source_file": source_file,
-                "source_drawer_id": source_drawer_id, "adapter_name": adapter_name,
-            })
+            return self._open_fact(store, sub_id, pred, new_id, boundary, None, confidence,
+                                   source_closet, source_file, source_drawer_id, adapter_name)
+
+    def _open_fact(self, store, sub_id: str, pred: str, obj_id: str, valid_from, valid_to, confidence,
+                   source_closet, source_file, source_drawer_id, adapter_name) -> str:
+        """The id of the open (sub, pred, obj) fact: the existing one, else a new one inserted."""
+        existing = store.open_triples(sub_id, pred, obj_id)
+        if existing:
+            return existing[0]["id"]
+        # make_triple_id only when inserting, exactly as mempalace calls it
+        triple_id = make_triple_id(sub_id, pred, obj_id, valid_from, datetime.now().isoformat())
+        return self._insert_triple(store, {
+            "id": triple_id, "subject": sub_id, "predicate": pred, "object": obj_id,
+            "valid_from": valid_from, "valid_to": valid_to, "confidence": confidence,
+            "source_closet": source_closet, "source_file": source_file,
+            "source_drawer_id": source_drawer_id, "adapter_name": adapter_name,
+        })
 
     def rewrite(self, triple_id: str, predicate: str, obj: str, at: str = None, source_file: str = None):
         """Close the open fact ``triple_id`` and open its rewording at the same instant; None if not open."""

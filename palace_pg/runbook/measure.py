@@ -184,17 +184,23 @@ def recall_curve(s, q: Queries, grid: list[int]) -> list[dict]:
                             ("PostgreSQL exact", lambda v: pg_query(conn, table, v))):
             if engine != "Chroma HNSW":
                 pg_mode(conn, "exact" if engine == "PostgreSQL exact" else "hnsw", ef)
-            hits = total = 0
-            times = []
-            for i in idx:
-                dists, ms = run(q.vectors[i])
-                hits += _hits(dists, q.kth[i])
-                total += _expected(q, i)
-                times.append(ms)
-            rows.append({"engine": engine, "ef_search": ef, "recall@10": round(hits / total, 4) if total else 1.0,
+            recall, times = _score(run, q, idx)
+            rows.append({"engine": engine, "ef_search": ef, "recall@10": recall,
                          "mean_ms": round(float(np.mean(times)), 3), "queries": len(idx)})
     copy.set_ef(collection, original)
     return rows
+
+
+def _score(run, q: Queries, idx: list[int]) -> tuple[float, list[float]]:
+    """(recall@10 against exact search, per-query ms) of one engine over the queries ``idx``."""
+    hits = total = 0
+    times = []
+    for i in idx:
+        dists, ms = run(q.vectors[i])
+        hits += _hits(dists, q.kth[i])
+        total += _expected(q, i)
+        times.append(ms)
+    return (round(hits / total, 4) if total else 1.0), times
 
 
 def latency(s, q: Queries, n: int, ef: int) -> dict:
@@ -231,15 +237,9 @@ def filtered(s, q: Queries, ef: int) -> list[dict]:
                                                     [q.vectors[idx[0]], wing, q.vectors[idx[0]]]))
         for engine, run in (("Chroma HNSW", lambda v: chroma_query(col, v, wing)),
                             ("PostgreSQL", lambda v: pg_query(conn, table, v, wing))):
-            hits = total = 0
-            times = []
-            for i in idx:
-                dists, ms = run(q.vectors[i])
-                hits += _hits(dists, q.kth[i])
-                total += _expected(q, i)
-                times.append(ms)
+            recall, times = _score(run, q, idx)
             rows.append({"wing": wing, "wing_rows": q.wing_rows[wing], "engine": engine, "queries": len(idx),
-                         "recall@10": round(hits / total, 4) if total else 1.0,
+                         "recall@10": recall,
                          "p50_ms": round(float(np.median(times)), 3),
                          "plan": ("hnsw" if "hnsw" in plan else "btree + sort (exact)") if engine == "PostgreSQL"
                          else "hnsw + filter"})
