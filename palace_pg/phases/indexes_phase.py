@@ -74,6 +74,23 @@ class IndexesPhase:
         parallel = parallel_hnsw_allowed(conn)
         built, rebuilt, kept = [], [], []
         seconds: dict[str, float] = {}
+        notices: list[str] = []  # e.g. pgvector's "hnsw graph no longer fits into maintenance_work_mem"
+
+        def keep_notice(diag) -> None:
+            notices.append(diag.message_primary or "")
+            level = logging.WARNING if "maintenance_work_mem" in (diag.message_primary or "") else logging.INFO
+            log.log(level, "server notice while building indexes: %s", diag.message_primary)
+
+        conn.add_notice_handler(keep_notice)
+        try:
+            result = self._build(ctx, parallel, built, rebuilt, kept, seconds)
+        finally:
+            conn.remove_notice_handler(keep_notice)
+        return {**result, "notices": notices}
+
+    def _build(self, ctx: RunContext, parallel: bool, built: list, rebuilt: list, kept: list,
+               seconds: dict) -> dict:
+        conn = ctx.conn
         work = [(name, table, dim, rows, idx, stmt) for name, table, dim, rows in self._targets(ctx)
                 for idx, stmt in self._definitions(ctx, table)]
         for n, (name, table, dim, rows, idx, stmt) in enumerate(work):
