@@ -121,7 +121,7 @@ def cmd_make_palace(args) -> int:
     try:
         facts = make_palace(args.out, drawers=args.drawers, seed=args.seed, progress=progress,
                             kg_entities=args.kg_entities, kg_triples=args.kg_triples, assets=not args.no_assets,
-                            vectors=args.vectors)
+                            vectors=args.vectors, scratch=None if args.scratch == "none" else args.scratch)
     finally:
         bar.close()
     _print_json(facts)
@@ -313,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--no-assets", action="store_true", help="no mempalace_assets collection")
     mk.add_argument("--vectors", choices=["auto", "minilm", "synthetic"], default="auto",
                     help="real MiniLM embeddings when the model is installed (auto), or clustered synthetic ones")
+    mk.add_argument("--scratch", default="auto",
+                    help="where to build before copying into OUT: auto (/dev/shm when it has room), a folder, "
+                         "or 'none' to build in place")
     mk.set_defaults(func=cmd_make_palace)
 
     def target(sp):
