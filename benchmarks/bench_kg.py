@@ -1,6 +1,6 @@
 """Benchmark the AGE knowledge graph: bulk load, 1-hop query_entity latency, add_triple rate.
 
-    python benchmarks/bench_kg.py [--entities 20000] [--triples 100000] [--dsn DSN] [--keep]
+    python benchmarks/bench_kg.py [--entities 20000] [--triples 100000] [--dsn DSN] [--keep] [--json OUT]
 
 Without ``--dsn`` a scratch database is created on the embedded server and
 dropped afterwards.  Targets (issue 5): 1-hop ``query_entity`` p50 <= 1 ms,
@@ -17,11 +17,13 @@ been seen) and every durable writer slows with it; read the add rate against it.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import random
 import statistics
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -62,8 +64,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(dsn: str, n_entities: int, n_triples: int, queries: int, adds: int,
-        rounds: int = 3) -> list[tuple[str, str, str]]:
+        rounds: int = 3, figures: dict | None = None) -> list[tuple[str, str, str]]:
+    """The table rows; ``figures`` (when given) receives the same figures as numbers, for --json."""
     rows: list[tuple[str, str, str]] = []
+    figures = {} if figures is None else figures
     entities, triples = synthetic_rows(n_entities, n_triples)
     with psycopg.connect(dsn) as conn:
         started = time.perf_counter()
@@ -74,6 +78,7 @@ def run(dsn: str, n_entities: int, n_triples: int, queries: int, adds: int,
         conn.execute('ANALYZE mempalace_kg."RELATES"')
         conn.commit()
     log.info("bulk_load: %s in %.2f s", counts, load_s)
+    figures["load_seconds"] = round(load_s, 3)
     rows.append((f"bulk_load {n_entities} entities + {n_triples} triples", f"{load_s:.2f} s",
                  f"{(n_entities + n_triples) / load_s:,.0f} rows/s"))
 
@@ -90,6 +95,9 @@ def run(dsn: str, n_entities: int, n_triples: int, queries: int, adds: int,
                 t0 = time.perf_counter()
                 kg.query_entity(name, **kwargs)
                 lat.append((time.perf_counter() - t0) * 1000)
+            figures.setdefault("query_entity", {})[label] = {
+                "p50_ms": round(statistics.median(lat), 4), "p95_ms": round(percentile(lat, 0.95), 4),
+                "p99_ms": round(percentile(lat, 0.99), 4), "n": queries}
             rows.append((f"query_entity 1-hop {label} (n={queries})",
                          f"p50 {statistics.median(lat):.3f} ms",
                          f"p95 {percentile(lat, 0.95):.3f} ms, p99 {percentile(lat, 0.99):.3f} ms"))
@@ -97,9 +105,11 @@ def run(dsn: str, n_entities: int, n_triples: int, queries: int, adds: int,
         # The KG's default is the server's own setting (on, unless the server runs --fast).
         sync = kg._pg().execute("SHOW synchronous_commit").fetchone()[0]
         mode = "durable commit each" if sync == "on" else f"synchronous_commit={sync}: NOT durable"
-        rows += _add_rates(kg, dsn, f"add_triple (n={adds}, {mode})", rng, n_entities, adds, rounds)
+        figures["synchronous_commit"] = sync
+        rows += _add_rates(kg, dsn, f"add_triple (n={adds}, {mode})", rng, n_entities, adds, rounds, figures)
         kg._pg().execute("SET synchronous_commit = off")
-        rows.append(_add_rate(kg, f"add_triple (n={adds}, synchronous_commit=off)", rng, n_entities, adds))
+        rows.append(_add_rate(kg, f"add_triple (n={adds}, synchronous_commit=off)", rng, n_entities, adds, figures,
+                              "add_triple_async_per_s"))
         kg._pg().execute("SET synchronous_commit = on")
 
         lat = []
@@ -107,6 +117,8 @@ def run(dsn: str, n_entities: int, n_triples: int, queries: int, adds: int,
             t0 = time.perf_counter()
             kg.timeline(name)
             lat.append((time.perf_counter() - t0) * 1000)
+        figures["timeline"] = {"p50_ms": round(statistics.median(lat), 4),
+                               "p95_ms": round(percentile(lat, 0.95), 4), "n": len(lat)}
         rows.append(("timeline(entity) (n=200)", f"p50 {statistics.median(lat):.3f} ms",
                      f"p95 {percentile(lat, 0.95):.3f} ms"))
         t0 = time.perf_counter()
@@ -118,7 +130,7 @@ def run(dsn: str, n_entities: int, n_triples: int, queries: int, adds: int,
 
 
 def _add_rates(kg, dsn: str, label: str, rng: random.Random, n_entities: int, adds: int,
-               rounds: int) -> list[tuple[str, str, str]]:
+               rounds: int, figures: dict) -> list[tuple[str, str, str]]:
     """Durable add rate, median of ``rounds`` rounds, with the commit floor measured alongside.
 
     After every 10th add (outside the timed add), a one-row INSERT commits durably on a
@@ -144,6 +156,8 @@ def _add_rates(kg, dsn: str, label: str, rng: random.Random, n_entities: int, ad
         probe.execute(sql.SQL("DROP TABLE {}").format(table))
     rate = statistics.median(rates)
     floor = statistics.median(floors)
+    figures["add_triple_per_s"] = {"median": round(rate, 1), "rounds": [round(r, 1) for r in rates], "n": adds}
+    figures["commit_floor_p50_ms"] = {"median": round(floor, 4), "rounds": [round(f, 4) for f in floors]}
     return [
         (f"{label}, median of {rounds}", f"{rate:,.0f} /s",
          f"{1000 / rate:.2f} ms each; rounds {', '.join(f'{r:,.0f}' for r in rates)} /s"),
@@ -168,17 +182,23 @@ def _timed_adds(kg, rng: random.Random, n_entities: int, adds: int, between=None
     return adds / spent
 
 
-def _add_rate(kg, label: str, rng: random.Random, n_entities: int, adds: int) -> tuple[str, str, str]:
+def _add_rate(kg, label: str, rng: random.Random, n_entities: int, adds: int, figures: dict | None = None,
+              key: str = "") -> tuple[str, str, str]:
     rate = _timed_adds(kg, rng, n_entities, adds)
+    if figures is not None:
+        figures[key] = round(rate, 1)
     return label, f"{rate:,.0f} /s", f"{1000 / rate:.2f} ms each"
 
 
-def sqlite_reference(n_entities: int, n_triples: int, queries: int, adds: int) -> list[tuple[str, str, str]]:
+def sqlite_reference(n_entities: int, n_triples: int, queries: int, adds: int,
+                     figures: dict | None = None) -> list[tuple[str, str, str]]:
     """mempalace's own sqlite KnowledgeGraph on the same rows and machine, for scale."""
     import sqlite3
     import tempfile
 
     from mempalace.knowledge_graph import KnowledgeGraph
+
+    figures = {} if figures is None else figures
 
     entities, triples = synthetic_rows(n_entities, n_triples)
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,10 +217,11 @@ def sqlite_reference(n_entities: int, n_triples: int, queries: int, adds: int) -
             t0 = time.perf_counter()
             kg.query_entity(name)
             lat.append((time.perf_counter() - t0) * 1000)
+        figures["query_entity_outgoing_p50_ms"] = round(statistics.median(lat), 4)
         out = [(f"sqlite reference: query_entity outgoing (n={queries})", f"p50 {statistics.median(lat):.3f} ms",
                 f"p95 {percentile(lat, 0.95):.3f} ms")]
         out.append(_add_rate(kg, f"sqlite reference: add_triple (n={adds}, WAL, synchronous=FULL)", rng,
-                             n_entities, adds))
+                             n_entities, adds, figures, "add_triple_per_s"))
         kg.close()
     return out
 
@@ -224,6 +245,7 @@ def main() -> None:
     parser.add_argument("--dsn", help="an empty database (default: a scratch database on the embedded server)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the sqlite reference rows")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -238,10 +260,17 @@ def main() -> None:
         name = f"bench_kg_{uuid.uuid4().hex[:8]}"
         dsn = server.create_database(name)
     try:
-        rows = run(dsn, args.entities, args.triples, args.queries, args.adds, args.rounds)
+        figures: dict = {"entities": args.entities, "triples": args.triples, "queries": args.queries,
+                         "adds": args.adds, "rounds": args.rounds, "age": {}}
+        rows = run(dsn, args.entities, args.triples, args.queries, args.adds, args.rounds, figures["age"])
         if not args.no_sqlite:
-            rows += sqlite_reference(args.entities, args.triples, args.queries, args.adds)
+            figures["sqlite"] = {}
+            rows += sqlite_reference(args.entities, args.triples, args.queries, args.adds, figures["sqlite"])
         print_table([("measure", "result", "detail"), *rows])
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(figures, indent=2) + "\n")
+            print(f"JSON: {args.json}")
     finally:
         if server is not None and not args.keep:
             server.drop_database(name)

@@ -76,6 +76,20 @@ print(json.dumps({"rows": rows, "seconds": time.monotonic() - t0}))
 """
 
 
+SETTINGS = ("shared_buffers", "max_wal_size", "fsync", "synchronous_commit", "max_parallel_maintenance_workers",
+            "maintenance_work_mem")
+
+
+def server_settings(url: str) -> dict:
+    """The server settings a migration's speed depends on (also read by run_all.py)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        # current_setting() gives the readable form: shared_buffers is "1GB", not 131072 || "8kB"
+        return dict(conn.execute("SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
+                                 (list(SETTINGS),)).fetchall())
+
+
 def run_builtin(palace: Path, dsn: str, work: Path) -> dict:
     snap = work / "builtin-snapshot"
     shutil.rmtree(snap, ignore_errors=True)
@@ -116,7 +130,7 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         facts = make_palace(palace, drawers=args.drawers, seed=0, kg_entities=20_000, kg_triples=100_000)
         facts["generation_seconds"] = round(time.monotonic() - t0, 1)
-    ours, rss, phases = [], [], []
+    ours, rss, phases, phase_rss, index_seconds = [], [], [], [], []
     rows = 0
     for i in range(args.repeat):
         db = f"bench_pp_{i}"
@@ -131,6 +145,8 @@ def main(argv=None) -> int:
         ours.append(wall)
         rss.append(peak)
         phases.append(summary["phase_seconds"])
+        phase_rss.append(summary.get("peak_rss_mb", {}))
+        index_seconds.append(summary["results"].get("indexes", {}).get("seconds", {}))
         rows = sum(c["source_rows"] for c in summary["results"]["verify"]["collections"].values())
         recall = summary["results"]["verify"]["collections"].get("mempalace_drawers", {}).get("recall", {})
         server.drop_database(db)
@@ -141,17 +157,17 @@ def main(argv=None) -> int:
         dsn = server.create_database(db)
         builtin.append(run_builtin(palace, dsn, work))
         server.drop_database(db)
-    with __import__("psycopg").connect(server.url()) as conn:
-        settings = dict(conn.execute(
-            "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN ('shared_buffers', "
-            "'max_wal_size', 'fsync', 'synchronous_commit', 'max_parallel_maintenance_workers', "
-            "'maintenance_work_mem')").fetchall())
+    settings = server_settings(server.url())
     result = {
         "palace": str(palace), "rows": rows, "cpu_count": os.cpu_count(), "facts": {
-            k: facts.get(k) for k in ("vectors", "collections", "kg_entities", "kg_triples", "generation_seconds")},
+            "vectors": facts.get("vectors"), "collections": facts.get("collections"),
+            "kg_entities": (facts.get("kg") or {}).get("entities"), "kg_triples": (facts.get("kg") or {}).get("triples"),
+            "generation_seconds": facts.get("generation_seconds")},
         "palace_pg": {"total_seconds": _median(ours), "rows_per_second": round(rows / statistics.median(ours)),
                       "peak_rss_mb": _median(rss),
                       "phase_seconds": {k: _median([p.get(k, 0) for p in phases]) for k in phases[0]},
+                      "phase_peak_rss_mb": {k: _median([p.get(k, 0) for p in phase_rss]) for k in phase_rss[0]},
+                      "index_seconds": {k: _median([p.get(k, 0) for p in index_seconds]) for k in index_seconds[0]},
                       "recall_at_10": recall.get("recall_at_10")},
         "builtin_pgvector_copy": {"total_seconds": _median([b["wall"] for b in builtin]),
                                   "peak_rss_mb": _median([b["peak_rss_mb"] for b in builtin]),
