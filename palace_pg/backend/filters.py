@@ -52,6 +52,9 @@ class Predicate:
 
     sql: sql.Composable = field(default_factory=lambda: _TRUE)
     params: list = field(default_factory=list)
+    #: The rows it matches can be found through an index (a btree on a generated column or the
+    #: metadata GIN) instead of a scan of the whole table.
+    indexed: bool = False
 
     @property
     def is_true(self) -> bool:
@@ -62,7 +65,8 @@ class Predicate:
             return self
         if self.is_true:
             return other
-        return Predicate(sql.SQL("({}) AND ({})").format(self.sql, other.sql), self.params + other.params)
+        return Predicate(sql.SQL("({}) AND ({})").format(self.sql, other.sql), self.params + other.params,
+                         self.indexed or other.indexed)
 
 
 def _scalar(value: Any) -> bool:
@@ -79,8 +83,9 @@ def _join(parts: list[Predicate], joiner: str, empty: sql.Composable) -> Predica
         return Predicate(empty, [])
     if len(parts) == 1:
         return parts[0]
+    indexed = any(p.indexed for p in parts) if joiner == "AND" else all(p.indexed for p in parts)
     return Predicate(sql.SQL(f" {joiner} ").join(sql.SQL("({})").format(p.sql) for p in parts),
-                     [x for p in parts for x in p.params])
+                     [x for p in parts for x in p.params], indexed)
 
 
 def _negate(p: Predicate) -> Predicate:
@@ -92,10 +97,32 @@ def _eq(key: str, value: Any) -> Predicate:
     if not _scalar(value):
         raise ValueError(f"where value for {key!r} must be a str, int, float or bool, got {value!r}")
     if key in INDEXED_COLUMNS and isinstance(value, str):
-        # The generated column serves the btree; the type test keeps {"wing": "5"} from matching 5.
+        # The generated column (metadata ->> key) serves the btree.  A type test keeps {"wing": "5"}
+        # from matching 5; it costs more per row than the comparison, so it is only added for values
+        # that a number, boolean, list or object could print as (see _could_be_other_type).
+        if not _could_be_other_type(value):
+            return Predicate(sql.SQL("{} = %s").format(sql.Identifier(key)), [value], True)
         return Predicate(sql.SQL("{} = %s AND jsonb_typeof(metadata -> %s) = 'string'").format(sql.Identifier(key)),
-                         [value, key])
-    return Predicate(sql.SQL("metadata @> %s"), [_doc(key, value)])
+                         [value, key], True)
+    return Predicate(sql.SQL("metadata @> %s"), [_doc(key, value)], True)
+
+
+def _could_be_other_type(text: str) -> bool:
+    """Whether ``metadata ->> key`` of a non-string jsonb value can equal ``text``.
+
+    ``->>`` prints a number as a numeric literal, a boolean as ``true``/``false``,
+    a list or object as JSON starting with ``[``/``{``, and null as SQL NULL.  A
+    string that could never be such a rendering needs no type test: equality on
+    the generated column alone is already Chroma's typed equality.  Conservative:
+    anything Python can read as a float (``nan``, ``1e5``, `` 5``…) counts.
+    """
+    if text in ("true", "false") or text[:1] in ("[", "{"):
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _in(key: str, values: Any) -> Predicate:
@@ -108,8 +135,10 @@ def _in(key: str, values: Any) -> Predicate:
     if not values:
         return Predicate(_FALSE, [])
     if key in INDEXED_COLUMNS and all(isinstance(v, str) for v in values):
+        if not any(_could_be_other_type(v) for v in values):
+            return Predicate(sql.SQL("{} = ANY(%s)").format(sql.Identifier(key)), [values], True)
         return Predicate(sql.SQL("{} = ANY(%s) AND jsonb_typeof(metadata -> %s) = 'string'").format(
-            sql.Identifier(key)), [values, key])
+            sql.Identifier(key)), [values, key], True)
     if len(values) <= _MAX_CONTAINMENT_ORS:
         return _join([_eq(key, v) for v in values], "OR", _FALSE)
     cleaned = [codec.clean_text(v) if isinstance(v, str) else v for v in values]

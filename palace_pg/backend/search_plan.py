@@ -3,21 +3,32 @@
 pgvector's HNSW filters *after* the index scan, so a selective filter returns
 fewer than k rows, and iterative scans return k rows at poor recall when the
 filter is correlated with the vectors (a wing is a few topic clusters):
-measured at 160K drawers, recall@10 0.06–0.70 for 1–30% wings
+measured at 160K drawers, recall@10 0.34–0.88 for an 11% wing and 0.52–0.89
+for a 30% wing (strict or relaxed order, ef_search 40–200, fetching up to
+100 rows and re-sorting), every variant slower than the exact plan
 (perf-anchors.md §1.5 found 0.81–0.87).  So the plan is chosen by how many
 rows the filter matches, counted through the btrees (capped, cached briefly):
 
-* no filter: HNSW with ``hnsw.ef_search`` (SET LOCAL, default 100);
+* no filter: HNSW with ``hnsw.ef_search`` (default 64, see settings.py);
 * at most ``exact_max_rows`` matching rows: exact — distances over the
-  filtered subset only, ordered by ``(embedding <=> q) + 0`` so the planner
-  cannot pick the HNSW index; only ids and distances are sorted, documents
-  are fetched for the k winners;
+  filtered subset only, via ``cosine_distance()`` (what ``<=>`` calls; as a
+  function the ORDER BY cannot be served by HNSW, and each distance is
+  computed once); only ids and distances are sorted, documents are fetched
+  for the k winners; a filter an index can serve runs with ``enable_seqscan``
+  off for that query (the planner would otherwise scan the whole table for
+  a large wing);
 * more: HNSW with ``hnsw.iterative_scan = relaxed_order`` and a larger
   ``ef_search``, re-sorted; if it comes back short, the exact plan runs.
 
-The exact plan costs about 0.5 µs per matching row when the vectors are
-stored inline and the rows of a wing are adjacent on disk
-(``run_maintenance("compact")``); see benchmarks/bench_search.py.
+The HNSW settings are given to each pooled connection's session once (and
+again only when they change) instead of ``SET LOCAL`` in a transaction per
+query: three round trips fewer.
+
+The exact plan costs about 0.4 µs per matching row (17.6K rows: ~7 ms on an
+idle machine) when the vectors are stored inline and the rows of a wing are
+adjacent on disk (``run_maintenance("compact")``); with the wings interleaved
+(rows in source order) the 11% wing took 2.4x as long.  See
+benchmarks/bench_search.py.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,15 +133,25 @@ class Planner:
         return rows, plan
 
     def _exact(self, conn, table, vector, k, pred, cols) -> list[tuple]:
-        # The inner query sorts (id, distance) only; "+ 0" makes the ORDER BY unservable by HNSW.
+        # The inner query sorts (id, distance) only; documents are fetched for the k winners.
+        # cosine_distance() is what <=> calls, but as a function call the ORDER BY cannot be served by
+        # the HNSW index, and ordering by the output column computes each distance once, not twice.
         stmt = sql.SQL(
             "SELECT {cols}, s.distance FROM ("
-            "SELECT id, embedding <=> %s AS distance FROM {t} WHERE {f} "
-            "ORDER BY (embedding <=> %s) + 0 LIMIT %s) s "
+            "SELECT id, cosine_distance(embedding, %s) AS distance FROM {t} WHERE {f} "
+            "ORDER BY 2, 1 LIMIT %s) s "
             "JOIN {t} r USING (id) ORDER BY s.distance, s.id"
         ).format(cols=cols.select("r"), t=qualified(table), f=pred.sql)
+        params = [vector, *pred.params, k]
         # prepare=False: a generic plan cannot see which wing it filters on (custom plans pick the btree).
-        return conn.execute(stmt, [vector, *pred.params, vector, k], prepare=False).fetchall()
+        if not pred.indexed:
+            return conn.execute(stmt, params, prepare=False).fetchall()
+        # With an index to find the rows, reading only their pages beats any sequential scan, but the
+        # planner's costs pick a (parallel) seq scan for a 30% wing: 2.2x slower at 160K drawers than
+        # the bitmap scan it takes with seq scans off (benchmarks/bench_search.py).
+        with conn.transaction():
+            conn.execute("SELECT set_config('enable_seqscan', 'off', true)")
+            return conn.execute(stmt, params, prepare=False).fetchall()
 
     def _hnsw(self, conn, table, vector, k, pred, cols, *, iterative: bool) -> list[tuple]:
         s = self.settings
@@ -146,8 +168,43 @@ class Planner:
             stmt = sql.SQL("SELECT {cols}, embedding <=> %s AS distance FROM {t} x WHERE {f} "
                            "ORDER BY embedding <=> %s LIMIT %s").format(cols=cols.select("x"), t=qualified(table),
                                                                        f=pred.sql)
+        params = [vector, *pred.params, vector, k]
+        tuning = (ef, "relaxed_order" if iterative else "off", s.max_scan_tuples)
+        if self._tune_session(conn, tuning):
+            return conn.execute(stmt, params).fetchall()
         with conn.transaction():
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', %s, true), "
-                         "set_config('hnsw.max_scan_tuples', %s, true)",
-                         [str(ef), "relaxed_order" if iterative else "off", str(s.max_scan_tuples)])
-            return conn.execute(stmt, [vector, *pred.params, vector, k]).fetchall()
+            conn.execute(_SET_HNSW, _set_params(tuning, local=True))
+            return conn.execute(stmt, params).fetchall()
+
+    def _tune_session(self, conn: psycopg.Connection, tuning: tuple) -> bool:
+        """Give ``conn`` these HNSW settings for its session; False if only SET LOCAL is safe.
+
+        Pooled connections are autocommit and keep their session: setting the GUCs
+        once per connection (again only when they change) saves the
+        BEGIN/set_config/COMMIT round trips on every query (~0.25 ms of ~1.5 ms).
+        Inside a caller's transaction a session SET could be rolled back behind
+        our back, so there the settings stay transaction-local and are not remembered.
+        """
+        if not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            return False
+        with _SESSIONS_LOCK:
+            current = _SESSIONS.get(conn)
+        if current != tuning:
+            conn.execute(_SET_HNSW, _set_params(tuning, local=False))
+            with _SESSIONS_LOCK:
+                _SESSIONS[conn] = tuning
+        return True
+
+
+# The HNSW settings each connection's session holds (see Planner._tune_session).  Per connection,
+# not per planner: the backend shares one pool between the palaces opened on one DSN.
+_SESSIONS: "weakref.WeakKeyDictionary[psycopg.Connection, tuple]" = weakref.WeakKeyDictionary()
+_SESSIONS_LOCK = threading.Lock()
+
+# is_local false: for the session (autocommit connections); true: SET LOCAL.
+_SET_HNSW = ("SELECT set_config('hnsw.ef_search', %s, %s), set_config('hnsw.iterative_scan', %s, %s), "
+             "set_config('hnsw.max_scan_tuples', %s, %s)")
+
+
+def _set_params(tuning: tuple, *, local: bool) -> list:
+    return [x for value in tuning for x in (str(value), local)]
