@@ -3,7 +3,9 @@
 chromadb's client writes into a palace when it opens it, and a long-lived
 palace can crash it (chroma-core/chroma#6949, #7238).  So palace_pg never
 opens the source: it copies every file (WAL sidecars included) into a work
-folder, hashing as it copies, and reads the copy.  The source stays
+folder and reads the copy.  The copy is the kernel's (``shutil.copyfile``:
+copy_file_range/sendfile) while another thread hashes the same file, about
+3x faster than hashing the bytes on their way through Python.  The source stays
 byte-identical; the hashes give the palace's fingerprint, which binds every
 checkpoint to exactly this content.
 
@@ -18,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,18 +72,11 @@ def _stat_key(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _copy_hashing(src: Path, dst: Path | None) -> str:
+def _sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(src, "rb") as fin:
-        out = open(dst, "wb") if dst else None
-        try:
-            for chunk in iter(lambda: fin.read(_CHUNK), b""):
-                digest.update(chunk)
-                if out:
-                    out.write(chunk)
-        finally:
-            if out:
-                out.close()
+    with open(path, "rb") as fin:
+        for chunk in iter(lambda: fin.read(_CHUNK), b""):
+            digest.update(chunk)  # releases the GIL: runs beside the copy
     return digest.hexdigest()
 
 
@@ -116,7 +112,7 @@ def _is_inside(path: Path, folder: Path) -> bool:
 
 def hash_palace(palace: Path, kg_path: Path | None = None) -> dict[str, str]:
     """relpath → sha256 of every file of the palace, without copying (for 'source untouched' checks)."""
-    return {rel: _copy_hashing(path, None) for rel, path in source_files(palace, kg_path)}
+    return {rel: _sha256_of(path) for rel, path in source_files(palace, kg_path)}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -155,10 +151,16 @@ def take_snapshot(palace: Path, work_dir: Path, kg_path: Path | None = None) -> 
     before = {rel: _stat_key(path) for rel, path in listing}
     snap = Snapshot(root=root, palace=root / "palace", kg_path=None)
     try:
-        for rel, path in listing:
-            dst = root / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            snap.files.append(FileEntry(rel, str(path), before[rel][0], _copy_hashing(path, dst)))
+        # a change to a file while it is copied and hashed shows in the stat comparison below
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="palace_pg-snapshot") as pool:
+            jobs = []
+            for rel, path in listing:
+                dst = root / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                jobs.append((rel, path, pool.submit(shutil.copyfile, path, dst), pool.submit(_sha256_of, path)))
+            for rel, path, copied, hashed in jobs:
+                copied.result()
+                snap.files.append(FileEntry(rel, str(path), before[rel][0], hashed.result()))
         after_listing = source_files(palace, kg_path)
         after = {rel: _stat_key(path) for rel, path in after_listing}
     except FileNotFoundError as exc:
