@@ -61,6 +61,36 @@ class IndexesPhase:
     def _definitions(self, ctx: RunContext, table: str):
         return schema.index_definitions(table, m=ctx.options.hnsw_m, ef_construction=ctx.options.hnsw_ef_construction)
 
+    def _cluster_by_wing(self, ctx: RunContext, table: str, seconds: dict) -> None:
+        """Rewrite the drawers in (wing, room) order before the other indexes exist.
+
+        A wing-filtered search reads the wing's rows exactly (search_plan); with a
+        wing's rows side by side it touches a few hundred pages instead of most of
+        the table: 2.4x faster for an 11% wing at 160K drawers (bench_search).
+        Chroma's order interleaves wings.  CLUSTER is one transaction: a crash
+        rolls it back whole and the rerun does it again.
+        """
+        conn, unit = ctx.conn, f"cluster:{table}"
+        cp = state.checkpoint(conn, self.name, unit)
+        if cp and cp["state"] == "done":
+            return
+        started = time.perf_counter()
+        index = f"{table}_wing_room"
+        statement = dict(self._definitions(ctx, table))[index]
+        with conn.transaction():
+            state.start_unit(conn, ctx.run_id, self.name, unit)
+        with conn.transaction():
+            conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
+            if _index_state(conn, index) == "invalid":
+                conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(schema.SCHEMA, index)))
+            if _index_state(conn, index) == "missing":
+                conn.execute(statement)
+            ctx.emit(self.name, unit, 0, 1, f"ordering {table} by wing and room")
+            crash_point("index")
+            conn.execute(sql.SQL("CLUSTER {} USING {}").format(schema.qualified(table), sql.Identifier(index)))
+            state.finish_unit(conn, self.name, unit, {"ordered_by": ["wing", "room"]})
+        seconds[unit] = round(time.perf_counter() - started, 2)
+
     def describe(self, ctx: RunContext) -> dict:
         out = []
         for name, table, dim, rows in self._targets(ctx):
@@ -91,6 +121,9 @@ class IndexesPhase:
     def _build(self, ctx: RunContext, parallel: bool, built: list, rebuilt: list, kept: list,
                seconds: dict) -> dict:
         conn = ctx.conn
+        if ctx.source.drawers is not None:
+            self._cluster_by_wing(ctx, schema.table_for_collection(ctx.source.drawers_name, ctx.source.drawers_name),
+                                  seconds)
         work = [(name, table, dim, rows, idx, stmt) for name, table, dim, rows in self._targets(ctx)
                 for idx, stmt in self._definitions(ctx, table)]
         for n, (name, table, dim, rows, idx, stmt) in enumerate(work):
