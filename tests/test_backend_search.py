@@ -123,7 +123,7 @@ def test_ef_search_is_configurable(open_palace, generated, monkeypatch):
     q = [data.queries[0]]
     default = open_palace()
     default.query(query_embeddings=q, n_results=K)
-    assert _session(default, "hnsw.ef_search") == "64"
+    assert _session(default, "hnsw.ef_search") == "100"
 
     tuned = open_palace(ef_search=37)
     tuned.query(query_embeddings=q, n_results=K)

@@ -32,11 +32,11 @@ CONFIG_DSN_KEY = "postgres_dsn"
 
 @dataclass(frozen=True)
 class SearchSettings:
-    #: hnsw.ef_search for unfiltered kNN (at least k).  At 160K clustered synthetic drawers
-    #: (m 16, ef_construction 100), two index builds: recall@10 0.994 / 0.9965 at 64 against
-    #: 0.994 / 0.9975 at 100, ~0.3 ms faster; 40 gave 0.988 / 0.996
-    #: (benchmarks/bench_search.py --ef-search 40,100).  Chroma 1.x uses 100.
-    ef_search: int = 64
+    #: hnsw.ef_search for unfiltered kNN (at least k): 100, Chroma 1.x's own, so that answers match
+    #: what the palace gave before the move.  At 160K clustered synthetic drawers (m 16,
+    #: ef_construction 100), three builds: recall@10 0.994 / 0.9975 / 0.9865 at 100 against
+    #: 0.994 / 0.9965 / 0.9865 at 64, which is ~0.3 ms faster (PALACE_PG_EF_SEARCH=64).
+    ef_search: int = 100
     #: A filter matching at most this many rows is searched exactly (recall 1.0).
     exact_max_rows: int = 100_000
     #: Larger filtered subsets: HNSW iterative scan with these settings, exact fallback if short.
