@@ -561,3 +561,12 @@ def test_palace_larger_than_chroma_metadata_read_limit(isolated_env, tmp_path, c
         assert seen == 33_000
     finally:
         client.close()
+
+
+def test_an_existing_folder_beside_the_palace_keeps_its_mode(tmp_path):
+    # mempalace makes the folder beside a palace 0700 when it writes tunnels.json; /tmp must stay 1777
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    make_palace(shared / "palace", drawers=generate.MIN_DRAWERS, seed=1, scratch=None)
+    assert shared.stat().st_mode & 0o7777 == 0o1777

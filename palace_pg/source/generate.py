@@ -1819,24 +1819,31 @@ def _build_folder(palace: Path, scratch_root: Path | None, timings: dict) -> Ite
 
     Nothing in a palace records its own path, so a copy is the same palace.
     ``copy2`` keeps modification times, which MemPalace's HNSW staleness check reads.
+    mempalace makes the folder beside a palace private (0700) when it writes
+    tunnels.json there; a folder that existed before (``/tmp``, say) gets its own mode back.
     """
-    if scratch_root is None:
-        yield palace
-        return
-    scratch_root.mkdir(parents=True, exist_ok=True)
-    parent = Path(tempfile.mkdtemp(prefix="palace_pg-generate-", dir=scratch_root))
+    parent_mode = palace.parent.stat().st_mode & 0o7777 if palace.parent.exists() else None
     try:
-        build = parent / palace.name
-        yield build
-        step = time.perf_counter()
-        palace.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(build, palace, dirs_exist_ok=True)
-        for name in ("hallways.json", "tunnels.json"):
-            shutil.copy2(parent / name, palace.parent / name)
-        os.chmod(palace.parent, 0o700)  # as palace_graph._save_tunnels leaves the folder beside the palace
-        timings["copy_s"] = time.perf_counter() - step
+        if scratch_root is None:
+            yield palace
+            return
+        scratch_root.mkdir(parents=True, exist_ok=True)
+        parent = Path(tempfile.mkdtemp(prefix="palace_pg-generate-", dir=scratch_root))
+        try:
+            build = parent / palace.name
+            yield build
+            step = time.perf_counter()
+            palace.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(build, palace, dirs_exist_ok=True)
+            for name in ("hallways.json", "tunnels.json"):
+                shutil.copy2(parent / name, palace.parent / name)
+            os.chmod(palace.parent, 0o700)  # as palace_graph._save_tunnels leaves the folder beside the palace
+            timings["copy_s"] = time.perf_counter() - step
+        finally:
+            shutil.rmtree(parent, ignore_errors=True)
     finally:
-        shutil.rmtree(parent, ignore_errors=True)
+        if parent_mode is not None and palace.parent.exists():
+            os.chmod(palace.parent, parent_mode)
 
 
 def _drawer_rows(units: list[_Unit], writer: _RowWriter) -> Iterator[_Row]:
