@@ -38,9 +38,9 @@ def cutover_steps(palace: Path, dsn_display: str) -> list[str]:
         "export MEMPALACE_KG_BACKEND=age (or \"kg_backend\": \"age\" in mempalace's config.json).",
         "Keep the password out of config files: PGPASSWORD or ~/.pgpass for the MemPalace processes.",
         f"Smoke test: `mempalace --palace {palace} status`, `mempalace --palace {palace} search \"…\"`, and a KG "
-        "query (`palace-pg smoke --palace …` runs all three).",
+        "query through the MCP server's kg_* tools; 02_migrate runs all three after its cutover gate.",
         "Start the MemPalace processes again.",
-        f"Rollback at any time: `palace-pg rollback --palace {palace}` renames the Chroma backup back "
+        f"Rollback at any time: `palace-pg rollback --palace {palace} --yes` renames the Chroma backup back "
         f"(writes made on PostgreSQL since the cutover stay only in PostgreSQL).",
     ]
 

@@ -143,7 +143,8 @@ def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions,
                 "elapsed_seconds": round(time.monotonic() - started, 2)}
     run_id = uuid.uuid4()
     ctx = RunContext(options, conn, src, run_id, progress)
-    timings: dict[str, float] = {}
+    # the snapshot and the preflight come before phase 1: downtime too, so they are reported
+    timings: dict[str, float] = {"preflight": round(time.monotonic() - started, 2)}
     peak_rss_mb: dict[str, int] = {}  # the process's peak so far, at the end of each phase
     results: dict[str, dict] = {}
     selected = _phase_selection(options.only)

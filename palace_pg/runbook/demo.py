@@ -76,9 +76,12 @@ def resolve(params: dict) -> Target:
         fresh = _stamp_of(palace) != before
     else:
         palace = Path(params["palace"]).expanduser()
-    demo_db = params.get("dsn") is None and not os.environ.get("PALACE_PG_DSN")
+    # The demo database is for the demo palace only.  A real palace without a dsn goes where
+    # `palace-pg migrate` puts it ($PALACE_PG_DSN, else the embedded server's default database),
+    # so the CLI's status and the runbooks see the same target.
+    demo_db = demo_palace and params.get("dsn") is None and not os.environ.get("PALACE_PG_DSN")
     # a newly generated demo palace gets a new demo database: the old one holds the previous palace
-    dsn = params.get("dsn") or (ensure_demo_database(reset=fresh and demo_palace) if demo_db else None)
+    dsn = params.get("dsn") or (ensure_demo_database(reset=fresh, demo_root=root / "demo") if demo_db else None)
     evidence = Path(params["evidence_dir"]).expanduser() if params.get("evidence_dir") else root / "evidence"
     evidence.mkdir(parents=True, exist_ok=True)
     work_dir = Path(params["work_dir"]) if params.get("work_dir") else None
@@ -103,17 +106,41 @@ def _stamp_of(palace: Path) -> tuple | None:
     return (stamps[0].name, stamps[0].stat().st_mtime_ns) if stamps else None
 
 
-def ensure_demo_database(*, reset: bool = False) -> str:
-    """The demo's dedicated database on the embedded server (started if needed); its DSN."""
+def ensure_demo_database(*, reset: bool = False, demo_root: Path | None = None) -> str:
+    """The demo's dedicated database on the embedded server (started if needed); its DSN.
+
+    ``reset`` drops it first, but only when it holds nothing or a palace from ``demo_root``:
+    a database holding any other palace is never dropped (PalacePgError with the fix).
+    """
     from ..server import EmbeddedServer
 
     server = EmbeddedServer.from_env()
     if not server.running():
         server.start()
     name = os.environ.get(ENV_DATABASE, DEMO_DATABASE)
+    dsn = server.create_database(name)
     if reset:
+        held = _palace_held_by(dsn)
+        if held and (demo_root is None or not Path(held).resolve().is_relative_to(Path(demo_root).resolve())):
+            from ..errors import PalacePgError
+
+            raise PalacePgError(f"the demo database {name!r} holds the palace {held}, not the demo's",
+                                "pass dsn= for that palace, or set PALACE_PG_RUNBOOK_DB to another database "
+                                "name for the demo; nothing was dropped")
         server.drop_database(name)
-    return server.create_database(name)
+        dsn = server.create_database(name)
+    return dsn
+
+
+def _palace_held_by(dsn: str) -> str | None:
+    """The source path of the palace a database holds, if palace_pg wrote one there."""
+    from ..dsn import connect
+    from ..target import state
+
+    with connect(dsn) as conn:
+        if not state.schema_exists(conn):
+            return None
+        return (state.get_meta(conn, "palace") or {}).get("source_path") or "(an unknown palace)"
 
 
 def ensure_demo_palace(palace: Path, drawers: int = 2000, seed: int = 0) -> Path:

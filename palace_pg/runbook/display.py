@@ -266,9 +266,13 @@ def migration(summary: dict) -> None:
     banner(f"migration {summary['status']} in {summary['elapsed_seconds']} s "
            f"({'resumed' if summary.get('resumed') else 'fresh run'})", "done" if summary["status"] == "done" else "warn")
     results = summary.get("results") or {}
-    table([{"phase": k, "seconds": summary.get("phase_seconds", {}).get(k),
-            "result": "done in an earlier run" if isinstance(v, dict) and v.get("skipped") else _short(v)}
-           for k, v in results.items()], ["phase", "seconds", "result"], title="Phases")
+    seconds = summary.get("phase_seconds", {})
+    rows = [{"phase": "snapshot + preflight", "seconds": seconds["preflight"], "result": ""}] \
+        if "preflight" in seconds else []
+    rows += [{"phase": k, "seconds": seconds.get(k),
+              "result": "done in an earlier run" if isinstance(v, dict) and v.get("skipped") else _short(v)}
+             for k, v in results.items()]
+    table(rows, ["phase", "seconds", "result"], title="Phases")
 
 
 def _short(value: Any) -> str:
