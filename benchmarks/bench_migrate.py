@@ -53,6 +53,7 @@ BUILTIN_COPY = r"""
 import sys, time, json, logging
 logging.disable(logging.WARNING)
 import chromadb
+import numpy as np
 from chromadb.config import Settings
 from mempalace.backends.pgvector import PgVectorBackend
 from mempalace.backends.base import PalaceRef
@@ -60,6 +61,7 @@ snapshot, palace_id = sys.argv[1], sys.argv[2]
 client = chromadb.PersistentClient(path=snapshot, settings=Settings(anonymized_telemetry=False))
 backend = PgVectorBackend()
 rows = 0
+drawer_ids, drawer_vecs, wings = [], [], []
 t0 = time.monotonic()
 for col in client.list_collections():
     src = client.get_collection(col.name, embedding_function=None)
@@ -72,9 +74,46 @@ for col in client.list_collections():
                    embeddings=[list(map(float, e)) for e in page["embeddings"]])
         off += len(page["ids"])
         rows += len(page["ids"])
-print(json.dumps({"rows": rows, "seconds": time.monotonic() - t0}))
+        if col.name == "mempalace_drawers":
+            drawer_ids += page["ids"]
+            drawer_vecs.append(np.asarray(page["embeddings"], dtype=np.float32))
+            wings += [(m or {}).get("wing") for m in page["metadatas"]]
+seconds = time.monotonic() - t0
+t_queries = time.monotonic()
+# queries through the built-in backend (an exact scan: it builds no ANN index), beside exact numpy top-10
+queries = {}
+if drawer_ids:
+    import collections
+    vecs = np.concatenate(drawer_vecs)
+    unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    counts = collections.Counter(w for w in wings if w)
+    share = {w: c / len(wings) for w, c in counts.items()}
+    cases = {"unfiltered": None}
+    for label, want in (("wing 1%", 0.01), ("wing 11%", 0.11)):
+        cases[label] = min(share, key=lambda w: abs(share[w] - want)) if share else None
+    rng = np.random.default_rng(7)
+    dst = backend.get_collection(palace=PalaceRef(id=palace_id, local_path=sys.argv[3]),
+                                 collection_name="mempalace_drawers", create=False)
+    wings_arr = np.array(wings, dtype=object)
+    for label, wing in cases.items():
+        pool = np.arange(len(drawer_ids)) if wing is None else np.flatnonzero(wings_arr == wing)
+        times, hits = [], 0
+        for qi in rng.choice(pool, size=min(int(sys.argv[4]), len(pool)), replace=False):
+            q = vecs[qi] + rng.normal(0, 0.02, vecs.shape[1]).astype(np.float32)
+            t = time.perf_counter()
+            got = dst.query(query_embeddings=[q.tolist()], n_results=10, where=None if wing is None else {"wing": wing})
+            times.append((time.perf_counter() - t) * 1000)
+            d = 1 - unit[pool] @ (q / np.linalg.norm(q))
+            truth = {drawer_ids[pool[j]] for j in np.argsort(d)[:10]}
+            hits += len(truth & set(got.ids[0]))
+        queries[label] = {"wing": wing, "queries": len(times), "p50_ms": float(np.median(times)),
+                          "p95_ms": float(np.percentile(times, 95)), "recall_at_10": hits / (10 * len(times))}
+print(json.dumps({"rows": rows, "seconds": seconds, "queries": queries,
+                  "query_seconds": time.monotonic() - t_queries}))
 """
 
+
+BUILTIN_QUERIES = 20  # per case: an exact scan of 160K rows costs ~0.4 s a query
 
 SETTINGS = ("shared_buffers", "max_wal_size", "fsync", "synchronous_commit", "max_parallel_maintenance_workers",
             "maintenance_work_mem")
@@ -100,14 +139,17 @@ def run_builtin(palace: Path, dsn: str, work: Path) -> dict:
     env_before = dict(os.environ)
     os.environ["MEMPALACE_PGVECTOR_DSN"] = dsn
     try:
-        code, rss, out, wall = _peak_rss_of([sys.executable, "-c", BUILTIN_COPY, str(snap), str(local), str(local)])
+        code, rss, out, wall = _peak_rss_of([sys.executable, "-c", BUILTIN_COPY, str(snap), str(local), str(local),
+                                          str(BUILTIN_QUERIES)])
     finally:
         os.environ.clear()
         os.environ.update(env_before)
     if code != 0:
         raise SystemExit("the built-in pgvector copy failed")
     result = json.loads(out.strip().splitlines()[-1])
-    return {"wall": wall, "rows": result["rows"], "peak_rss_mb": rss}
+    # the copy's wall time: the subprocess (imports included, as for palace_pg's) less the queries after it
+    return {"wall": wall - result.get("query_seconds", 0), "rows": result["rows"], "peak_rss_mb": rss,
+            "queries": result.get("queries", {})}
 
 
 def main(argv=None) -> int:
@@ -171,7 +213,8 @@ def main(argv=None) -> int:
                       "recall_at_10": recall.get("recall_at_10")},
         "builtin_pgvector_copy": {"total_seconds": _median([b["wall"] for b in builtin]),
                                   "peak_rss_mb": _median([b["peak_rss_mb"] for b in builtin]),
-                                  "note": "HNSW not built (the built-in backend builds none by default)"},
+                                  "note": "HNSW not built (the built-in backend builds none by default)",
+                                  "queries": builtin[0]["queries"] if builtin else {}},
         "server_settings": settings,
     }
     result["speedup_vs_builtin"] = round(result["builtin_pgvector_copy"]["total_seconds"]["median"]
@@ -187,6 +230,9 @@ def main(argv=None) -> int:
         print(f"{name:34}{fig['median']:>10}{fig['min']:>10}{fig['max']:>10}")
     print(f"palace_pg rows/s: {pp['rows_per_second']}; speedup vs built-in: {result['speedup_vs_builtin']}x; "
           f"recall@10 (ef_search 100): {pp['recall_at_10']}")
+    for label, q in result["builtin_pgvector_copy"]["queries"].items():
+        print(f"built-in pgvector query, {label}: p50 {q['p50_ms']:.1f} ms, p95 {q['p95_ms']:.1f} ms, "
+              f"recall@10 {q['recall_at_10']:.3f} ({q['queries']} queries)")
     print(f"JSON: {args.json}")
     shutil.rmtree(work, ignore_errors=True)
     return 0
