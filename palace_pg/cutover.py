@@ -60,8 +60,15 @@ def cutover(palace: str | os.PathLike, dsn: str | None = None, *, now: dt.dateti
         if not (state.schema_exists(conn) and state.is_done(conn, "verify") and state.is_done(conn, "done")):
             raise PalacePgError("the target holds no complete, verified migration",
                                 "run `palace-pg migrate` to the end (phase 6 verify must pass) first")
-        recorded = state.get_meta(conn, "source_manifest") or {}
+        from .source.chroma_reader import read_collection_facts
         from .source.kg_reader import resolve_kg_path
+
+        held = state.get_meta(conn, "palace") or {}
+        if held.get("collections") != {c.name: c.uuid for c in read_collection_facts(palace)}:
+            raise PalacePgError(f"the target holds another palace ({held.get('source_path')}), not {palace}",
+                                "pass the --dsn of the database this palace was migrated into "
+                                "(one database holds one palace); nothing was changed")
+        recorded = state.get_meta(conn, "source_manifest") or {}
 
         current = hash_palace(palace, resolve_kg_path(palace))
         want = {rel: info["sha256"] for rel, info in recorded.items()}
