@@ -56,6 +56,24 @@ def resolve_dsn(dsn: str | None = None) -> str:
     return EmbeddedServer.from_env().url()
 
 
+def _connect_fix(message: str, params: dict) -> str:
+    """The fix for the way the connection failed (libpq's message names it)."""
+    text = message.lower()
+    if "password authentication failed" in text or "no password supplied" in text:
+        return (f"check the password for user {params.get('user', '?')!r}: put it in PGPASSWORD or ~/.pgpass "
+                "(never in the DSN)")
+    if "role" in text and "does not exist" in text:
+        return f"create the role {params.get('user', '?')!r} on the server, or connect as an existing user"
+    if "database" in text and "does not exist" in text:
+        return (f"create it first: `CREATE DATABASE {params.get('dbname', '…')}` (then `CREATE EXTENSION vector; "
+                "CREATE EXTENSION age;`), or point --dsn at an existing database")
+    if "refused" in text or "no such file or directory" in text or "timeout" in text:
+        return ("the server is not running there: start the embedded server with `palace-pg db start`, or "
+                "check host and port")
+    return ("start the embedded server with `palace-pg db start`, or check host, port, user and the password "
+            "source (PGPASSWORD / ~/.pgpass)")
+
+
 def connect(dsn: str | None = None, *, autocommit: bool = False, vector: bool = True,
             application_name: str = "palace_pg") -> psycopg.Connection:
     """Open a connection; errors carry a redacted DSN, never libpq's echo of it."""
@@ -72,11 +90,8 @@ def connect(dsn: str | None = None, *, autocommit: bool = False, vector: bool = 
     try:
         conn = psycopg.connect(make_conninfo(**params), autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        raise TargetUnreachable(
-            f"cannot connect to {redact(target)}: {scrub(str(exc)).strip()}",
-            "start the embedded server with `palace-pg db start`, or check host, port, user and "
-            "the password source (PGPASSWORD / ~/.pgpass)",
-        ) from None
+        message = scrub(str(exc)).strip()
+        raise TargetUnreachable(f"cannot connect to {redact(target)}: {message}", _connect_fix(message, params)) from None
     if vector:
         from pgvector.psycopg import register_vector
 

@@ -58,3 +58,16 @@ def test_status_reports_the_mode(pg_server: EmbeddedServer):
 def test_durable_by_default_for_a_new_data_folder(tmp_path):
     server = EmbeddedServer(home=tmp_path / "h", port=1)
     assert server.durable()  # no settings written yet: durable is the default
+
+
+def test_a_connection_failure_names_its_own_fix(pg_server):
+    from palace_pg.dsn import connect
+    from palace_pg.errors import TargetUnreachable
+
+    cases = {pg_server.url("no_such_database_here"): "CREATE DATABASE no_such_database_here",
+             pg_server.url().replace("postgres@", "no_such_role@", 1): "create the role 'no_such_role'",
+             "postgresql://postgres@127.0.0.1:1/x": "palace-pg db start"}
+    for dsn, fix in cases.items():
+        with pytest.raises(TargetUnreachable) as err:
+            connect(dsn)
+        assert fix in err.value.fix, (dsn, err.value.fix)
