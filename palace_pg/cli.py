@@ -1,7 +1,7 @@
 """The `palace-pg` command line.  The library is quiet; this module presents.
 
 Exit codes: 0 success, 1 error, 2 usage, 3 preflight refusal (or a lock / a
-changed source), 4 verification failure.
+changed source), 4 verification failure, 5 rows kept in mempalace.rejects.
 """
 
 from __future__ import annotations
@@ -197,6 +197,29 @@ def cmd_migrate(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    """Phase 6 again, on demand: every row, vector and KG column against the source (exit 4 on a difference)."""
+    from .engine import verify
+    from .phases.base import MigrationOptions
+
+    report = verify(MigrationOptions(palace=Path(args.palace), dsn=args.dsn,
+                                     work_dir=Path(args.work_dir) if args.work_dir else None,
+                                     ef_search=args.ef_search))
+    if args.json:
+        _print_json(report)
+        return 0
+    rows = [{"collection": k, **{kk: v.get(kk) for kk in ("source_rows", "target_rows", "rejected", "rows_compared",
+                                                          "mismatched_fields")},
+             "recall@10": v.get("recall", {}).get("recall_at_10", "")} for k, v in report["collections"].items()]
+    print(_table(rows, ["collection", "source_rows", "target_rows", "rejected", "rows_compared", "mismatched_fields",
+                        "recall@10"]))
+    kg = report["kg"]
+    print(f"KG: entities {kg.get('entity_source')} → {kg.get('entity_target')}, "
+          f"triples {kg.get('triple_source')} → {kg.get('triple_target')}")
+    print(f"verified: {report['differences']} difference(s)")
+    return 0
+
+
 def cmd_status(args) -> int:
     from .engine import status
 
@@ -290,27 +313,36 @@ def cmd_demo(args) -> int:
 
 # -- parser -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="palace-pg", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="palace-pg",
+        description="Move a MemPalace palace off ChromaDB and its sqlite KG onto one PostgreSQL database "
+                    "(pgvector + Apache AGE), losing nothing and proving it.",
+        epilog="typical run: palace-pg db start; palace-pg preflight --palace P; palace-pg migrate --palace P; "
+               "palace-pg cutover --palace P --yes.  Exit codes: 0 ok, 1 error, 2 usage, 3 refused by preflight "
+               "(or locked, or the source changed), 4 verification failed, 5 rows kept in mempalace.rejects.")
     p.add_argument("--version", action="version", version=f"palace_pg {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="the embedded PostgreSQL 18.6 + AGE + pgvector server")
-    db.add_argument("action", choices=["start", "stop", "status", "url", "install"])
+    db.add_argument("action", choices=["start", "stop", "status", "url", "install"],
+                    help="start (idempotent; durable unless --fast), stop, status, url (the DSN), "
+                         "install (assemble the runtime only)")
     db.add_argument("--fast", action="store_true", help="fsync off: for tests only, never for real data")
     db.add_argument("--durable", action="store_true", help="switch a fast server back to durable")
-    db.add_argument("--port", type=int)
-    db.add_argument("--data-dir")
+    db.add_argument("--port", type=int, help="default $PALACE_PG_PORT, else 54329")
+    db.add_argument("--data-dir", help="default $PALACE_PG_DATA, else $PALACE_PG_HOME/data")
     db.add_argument("--force", action="store_true", help="with install: rebuild the runtime")
-    db.add_argument("--json", action="store_true")
+    db.add_argument("--json", action="store_true", help="print the facts as JSON")
     db.set_defaults(func=cmd_db)
 
     mk = sub.add_parser("make-palace", help="write a deterministic MemPalace palace for demos and tests")
-    mk.add_argument("out")
-    mk.add_argument("--drawers", type=int, default=1000)
-    mk.add_argument("--seed", type=int, default=0)
-    mk.add_argument("--kg-entities", type=int, default=None)
-    mk.add_argument("--kg-triples", type=int, default=None)
+    mk.add_argument("out", help="a new folder for the palace; hallways.json and tunnels.json go beside it, "
+                    "so give it its own parent (e.g. /tmp/demo/palace)")
+    mk.add_argument("--drawers", type=int, default=1000, help="drawers to write (closets and assets follow)")
+    mk.add_argument("--seed", type=int, default=0, help="the same seed writes the same palace")
+    mk.add_argument("--kg-entities", type=int, default=None, help="default drawers/8, at most 20,000")
+    mk.add_argument("--kg-triples", type=int, default=None, help="default drawers*0.625, at most 100,000")
     mk.add_argument("--no-assets", action="store_true", help="no mempalace_assets collection")
     mk.add_argument("--vectors", choices=["auto", "minilm", "synthetic"], default="auto",
                     help="real MiniLM embeddings when the model is installed (auto), or clustered synthetic ones")
@@ -324,30 +356,42 @@ def build_parser() -> argparse.ArgumentParser:
                         "keep the password in PGPASSWORD or ~/.pgpass")
 
     pf = sub.add_parser("preflight", help="read-only checks of source and target")
-    pf.add_argument("--palace", required=True)
+    pf.add_argument("--palace", required=True, help="the Chroma palace folder (never written)")
     target(pf)
-    pf.add_argument("--work-dir")
-    pf.add_argument("--json", action="store_true")
+    pf.add_argument("--work-dir", help="where the source snapshot is copied (default: $PALACE_PG_WORK_DIR, "
+                    "else <tmp>/palace_pg-work)")
+    pf.add_argument("--json", action="store_true", help="print the report as JSON")
     pf.set_defaults(func=cmd_preflight)
 
     mg = sub.add_parser("migrate", help="run (or resume) the migration")
     mg.add_argument("--palace", "--from", dest="palace", required=True, help="the Chroma palace folder")
     mg.add_argument("--to", dest="dsn_to", default=None, help=argparse.SUPPRESS)
     target(mg)
-    mg.add_argument("--batch-size", type=int, default=5000)
+    mg.add_argument("--batch-size", type=int, default=5000, help="rows per COPY and checkpoint")
     mg.add_argument("--dry-run", action="store_true", help="show the plan; change nothing")
     mg.add_argument("--restart", action="store_true", help="discard the target's copy and start again")
     mg.add_argument("--resume", action="store_true", help="(the default) continue from the checkpoints")
     mg.add_argument("--phase", action="append", help="run only this phase (repeatable)")
-    mg.add_argument("--from-phase", dest="from_phase")
-    mg.add_argument("--to-phase", dest="to_phase")
-    mg.add_argument("--ef-search", type=int, default=100)
-    mg.add_argument("--work-dir", help="where the source snapshot is copied (default: $PALACE_PG_WORK_DIR or /tmp)")
+    mg.add_argument("--from-phase", dest="from_phase", help="run from this phase on (schema, drawers, collections, "
+                    "indexes, kg, verify, done)")
+    mg.add_argument("--to-phase", dest="to_phase", help="stop after this phase")
+    mg.add_argument("--ef-search", type=int, default=100, help="hnsw.ef_search for verify's recall check")
+    mg.add_argument("--work-dir", help="where the source snapshot is copied (default: $PALACE_PG_WORK_DIR, "
+                    "else <tmp>/palace_pg-work)")
     mg.add_argument("--json", action="store_true", help="print the JSON summary")
-    mg.add_argument("--no-progress", action="store_true")
+    mg.add_argument("--no-progress", action="store_true", help="no progress bars (logs and summary only)")
     mg.add_argument("--allow-rejects", action="store_true",
                     help="exit 0 even when rows were kept in mempalace.rejects (otherwise exit 5)")
     mg.set_defaults(func=cmd_migrate)
+
+    ve = sub.add_parser("verify", help="compare the target with the source again, row by row (exit 4 on a difference)")
+    ve.add_argument("--palace", required=True, help="the Chroma palace that was migrated (or its backup after cutover)")
+    target(ve)
+    ve.add_argument("--work-dir", help="where the source snapshot is copied (default: $PALACE_PG_WORK_DIR, "
+                    "else <tmp>/palace_pg-work)")
+    ve.add_argument("--ef-search", type=int, default=100, help="hnsw.ef_search for the recall check")
+    ve.add_argument("--json", action="store_true", help="print the full report as JSON")
+    ve.set_defaults(func=cmd_verify)
 
     st = sub.add_parser("status", help="the target's checkpoint table")
     target(st)
