@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .dsn import redact
 from .errors import PalacePgError, RejectedRows
 
 log = logging.getLogger("palace_pg.cli")
@@ -305,9 +306,12 @@ def cmd_demo(args) -> int:
 
         result = run_runbooks(palace=palace, evidence=demo / "evidence", dsn=dsn, confirm=True)
         _print_json(result)
+        print(f"\n== {'done' if result.get('ok') else 'FAILED'}: the executed runbooks and their manifest are in "
+              f"{demo / 'evidence'}\n   open them (or run them yourself) in JupyterLab: jupyter lab runbooks/\n"
+              f"   the demo database: {redact(dsn)}\n   the server keeps running: palace-pg db stop", file=sys.stderr)
         return 0 if result.get("ok") else 1
     ns = argparse.Namespace(palace=str(palace), dsn=dsn, batch_size=5000, work_dir=None, restart=False, phase=None,
-                            ef_search=100, dry_run=False, json=False, no_progress=False)
+                            ef_search=100, dry_run=False, json=False, no_progress=False, allow_rejects=False)
     return cmd_migrate(ns)
 
 
@@ -422,9 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     kh.set_defaults(func=cmd_kg_hook)
 
     de = sub.add_parser("demo", help="start the server, generate a demo palace, migrate it")
-    de.add_argument("--dir", default="demo")
-    de.add_argument("--drawers", type=int, default=2000)
-    de.add_argument("--database", default="palace_demo")
+    de.add_argument("--dir", default="demo", help="where the demo palace and the evidence go (default ./demo)")
+    de.add_argument("--drawers", type=int, default=2000, help="size of the generated palace")
+    de.add_argument("--database", default="palace_demo", help="the database on the embedded server to migrate into")
     de.add_argument("--runbooks", action="store_true", help="run the three runbooks and archive the evidence")
     de.set_defaults(func=cmd_demo)
     return p

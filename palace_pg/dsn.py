@@ -56,6 +56,15 @@ def resolve_dsn(dsn: str | None = None) -> str:
     return EmbeddedServer.from_env().url()
 
 
+_SHOWN = ("user", "host", "port", "dbname")
+
+
+def shown(conn: psycopg.Connection) -> str:
+    """The target as an operator reads it: user, host, port, database (conn.info.dsn never has the password)."""
+    params = conninfo_to_dict(conn.info.dsn)
+    return make_conninfo(**{k: params[k] for k in _SHOWN if k in params})
+
+
 def _connect_fix(message: str, params: dict) -> str:
     """The fix for the way the connection failed (libpq's message names it)."""
     text = message.lower()

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from . import __version__
-from .dsn import connect
+from .dsn import connect, shown
 from .errors import MigrationLocked, PalacePgError, PreflightRefused, SourceChanged, VerificationFailed
 from .phases.base import MigrationOptions, ProgressFn, RunContext
 from .phases.collections_phase import DRAWERS, OTHERS
@@ -180,7 +180,7 @@ def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions,
                "resumed": resumed, "source_fingerprint": src.snapshot.fingerprint,
                "phase_seconds": timings, "elapsed_seconds": round(time.monotonic() - started, 2),
                "peak_rss_mb": peak_rss_mb, "rejected": state.rejected_rows(conn),
-               "preflight": report.as_dict(), "results": results, "target": conn.info.dsn}
+               "preflight": report.as_dict(), "results": results, "target": shown(conn)}
     _record(conn, run_id, src, summary["status"], {k: v for k, v in summary.items() if k != "preflight"})
     return summary
 
@@ -226,7 +226,7 @@ def status(dsn: str | None = None) -> dict:
         meta = state.all_meta(conn)
         meta.pop("source_manifest", None)
         verification = meta.pop("last_verification", None)
-        return {"target": conn.info.dsn, "checkpoints": state.checkpoint_table(conn), "runs": state.runs(conn),
+        return {"target": shown(conn), "checkpoints": state.checkpoint_table(conn), "runs": state.runs(conn),
                 "meta": meta, "verification": verification,
                 "complete": state.schema_exists(conn) and state.is_done(conn, "done")}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from ..cutover import cutover_steps
+from ..dsn import shown
 from ..target import state
 from .base import RunContext
 
@@ -14,10 +15,10 @@ class DonePhase:
     title = "Record the run and show the cutover steps"
 
     def describe(self, ctx: RunContext) -> dict:
-        return {"cutover": cutover_steps(ctx.source.path, ctx.conn.info.dsn)}
+        return {"cutover": cutover_steps(ctx.source.path, shown(ctx.conn))}
 
     def run(self, ctx: RunContext) -> dict:
         with ctx.conn.transaction():
             state.set_meta(ctx.conn, "migrated_at", dt.datetime.now(dt.timezone.utc).isoformat())
             state.set_meta(ctx.conn, "migrated_by_run", str(ctx.run_id))
-        return {"cutover": cutover_steps(ctx.source.path, ctx.conn.info.dsn)}
+        return {"cutover": cutover_steps(ctx.source.path, shown(ctx.conn))}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 
+from ..dsn import shown
 from ..errors import Check
 from ..target import state
 from .indexes_phase import hnsw_memory_bytes, vector_version
@@ -153,7 +154,7 @@ def source_checks(src) -> tuple[list[Check], dict]:
 def target_checks(conn: psycopg.Connection, src, *, restart: bool, rows: int, dimension: int,
                   payload_bytes: int, lock_pid: int | None = None) -> tuple[list[Check], dict]:
     checks: list[Check] = []
-    facts = {"dsn": conn.info.dsn}
+    facts = {"dsn": shown(conn)}
     version = conn.info.server_version
     facts["server_version"] = conn.execute("SHOW server_version").fetchone()[0]
     checks.append(Check("server_version", "ok" if version >= MIN_SERVER else "fail",
