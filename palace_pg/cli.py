@@ -96,7 +96,14 @@ def cmd_db(args) -> int:
     elif args.action == "install":
         facts = {"runtime": str(server.install(force=args.force))}
     elif args.action == "url":
-        print(server.url())
+        print(server.url(args.database))
+        return 0
+    elif args.action == "create":
+        if not args.database:
+            raise PalacePgError("db create needs --database NAME", "e.g. palace-pg db create --database palace_prod")
+        if not server.running():
+            server.start()
+        print(server.create_database(args.database))  # with vector and age, ready for a migration
         return 0
     else:
         facts = server.status()
@@ -329,9 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="the embedded PostgreSQL 18.6 + AGE + pgvector server")
-    db.add_argument("action", choices=["start", "stop", "status", "url", "install"],
+    db.add_argument("action", choices=["start", "stop", "status", "url", "create", "install"],
                     help="start (idempotent; durable unless --fast), stop, status, url (the DSN), "
-                         "install (assemble the runtime only)")
+                         "create (a database with vector and age: --database NAME), install (the runtime only)")
+    db.add_argument("--database", help="with create or url: the database's name")
     db.add_argument("--fast", action="store_true", help="fsync off: for tests only, never for real data")
     db.add_argument("--durable", action="store_true", help="switch a fast server back to durable")
     db.add_argument("--port", type=int, help="default $PALACE_PG_PORT, else 54329")

@@ -71,3 +71,17 @@ def test_a_connection_failure_names_its_own_fix(pg_server):
         with pytest.raises(TargetUnreachable) as err:
             connect(dsn)
         assert fix in err.value.fix, (dsn, err.value.fix)
+
+
+def test_db_create_makes_a_database_ready_for_a_migration(pg_server, capsys):
+    from palace_pg.cli import main
+
+    name = "t_cli_create"
+    try:
+        assert main(["db", "create", "--database", name]) == 0
+        assert capsys.readouterr().out.strip() == pg_server.url(name)
+        with psycopg.connect(pg_server.url(name)) as conn:
+            extensions = {r[0] for r in conn.execute("SELECT extname FROM pg_extension")}
+        assert {"vector", "age"} <= extensions
+    finally:
+        pg_server.drop_database(name)
