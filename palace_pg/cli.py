@@ -422,8 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     rb.set_defaults(func=cmd_rollback)
 
     rn = sub.add_parser("runbooks", help="run 01→03 with papermill and archive the evidence")
-    rn.add_argument("--palace", required=True)
-    rn.add_argument("--evidence", required=True)
+    rn.add_argument("--palace", required=True, help="the Chroma palace to migrate (never written)")
+    rn.add_argument("--evidence", required=True, help="the folder the executed notebooks and manifest are archived in")
     target(rn)
     rn.add_argument("--confirm", action="store_true", help="pass the write gate of 02_migrate")
     rn.add_argument("-p", "--param", action="append", help="extra notebook parameter NAME=VALUE")
