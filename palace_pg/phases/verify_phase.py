@@ -18,13 +18,13 @@ not differences (they are kept whole in ``mempalace.rejects``) but are listed.
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 import numpy as np
 from psycopg import sql
 
 from ..errors import VerificationFailed
 from ..faults import crash_point
+from ..source.chroma_reader import sqlite_ro
 from ..target import jsonfmt, schema, state
 from ..target.loader import metadata_digest
 from .base import RunContext
@@ -39,7 +39,7 @@ _SCALARS = (str, int, float, bool, bytes, type(None))
 
 def source_ids_from_sqlite(palace, collection_uuid: str) -> set[str]:
     """Every id of a collection, from chroma.sqlite3's metadata segment (not through chromadb)."""
-    db = sqlite3.connect(f"file:{palace / 'chroma.sqlite3'}?mode=ro", uri=True)
+    db = sqlite_ro(palace / "chroma.sqlite3")
     try:
         return {r[0] for r in db.execute(
             "SELECT e.embedding_id FROM embeddings e JOIN segments s ON s.id = e.segment_id "

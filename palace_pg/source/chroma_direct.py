@@ -42,7 +42,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import SourceError
-from .chroma_reader import MAX_PAGE, Batch, ChromaReader, CollectionFacts, TailRead
+from .chroma_reader import MAX_PAGE, Batch, ChromaReader, CollectionFacts, TailRead, sqlite_ro
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,7 @@ class _Files:
     """A collection as its files describe it, before any chromadb read."""
     stored: list[tuple[int, str]]  # (embeddings.id, id) of the metadata segment, in order
     touched: list[str]            # ids written after a segment's max_seq_id, in the order first written
-    vectors: "_Level0 | None"
-    vector_slice: slice
-    norms: np.ndarray | None
+    vectors: "_Vectors | None"    # the HNSW segment's flushed vectors, or None (none needed)
     positions: dict[str, int]     # record index in data_level0.bin per untouched id
 
 
@@ -73,9 +71,7 @@ class _Plan:
     row_keys: np.ndarray          # embeddings.id per row of the metadata segment (-1: a queue-only row)
     ids: list[str]
     tail: dict[str, tuple]        # id -> (document, metadata, vector) for ids the queue tail touched
-    vectors: "_Level0 | None"     # data_level0.bin, or None (no flushed vectors)
-    vector_slice: slice
-    norms: np.ndarray | None      # length.bin: each record's norm, by record index
+    vectors: "_Vectors | None"
     positions: np.ndarray         # record index in data_level0.bin per row (-1: from the tail)
 
 
@@ -106,7 +102,7 @@ class DirectReader:
         batch_size = max(1, min(batch_size, MAX_PAGE))
         total = len(plan.ids) if stop is None else min(stop, len(plan.ids))
         dimension = self._facts[name].dimension or 0
-        db = _sqlite_ro(self.palace / "chroma.sqlite3")
+        db = sqlite_ro(self.palace / "chroma.sqlite3")
         try:
             for offset in range(start, total, batch_size):
                 end = min(offset + batch_size, total)
@@ -129,15 +125,15 @@ class DirectReader:
               include_embeddings: bool) -> Batch:
         ids = plan.ids[start:end]
         keys = plan.row_keys[start:end]
-        stored = keys[keys >= 0]
+        in_sqlite = keys[keys >= 0]
         docs: dict[int, str | None] = {}
         metas: dict[int, dict] = {}
-        if stored.size:
+        if in_sqlite.size:
             # chromadb writes exactly one value column per key, and sqlite's COALESCE keeps that
             # value's own type (TEXT, INTEGER or REAL); a bool is an INTEGER in bool_value
             rows = db.execute(
                 "SELECT id, key, COALESCE(string_value, int_value, float_value), bool_value FROM embedding_metadata "
-                "WHERE id BETWEEN ? AND ? ORDER BY id", [int(stored.min()), int(stored.max())]).fetchall()
+                "WHERE id BETWEEN ? AND ? ORDER BY id", [int(in_sqlite.min()), int(in_sqlite.max())]).fetchall()
             for key, group in groupby(rows, itemgetter(0)):
                 meta = {}
                 for _, mkey, value, flag in group:
@@ -159,8 +155,7 @@ class DirectReader:
             pos = plan.positions[start:end]
             direct = pos >= 0
             if direct.any():
-                stored = plan.vectors.records(pos[direct])[:, plan.vector_slice].view("<f4")
-                vectors[direct] = stored * plan.norms[pos[direct], None]
+                vectors[direct] = plan.vectors.read(pos[direct])
             for j in np.flatnonzero(~direct):
                 vectors[j] = plan.tail[ids[j]][2]
         else:
@@ -202,7 +197,7 @@ class DirectReader:
         facts = self._facts.get(name)
         if facts is None:
             raise SourceError(f"the palace has no collection {name!r}", "check the palace path")
-        db = _sqlite_ro(self.palace / "chroma.sqlite3")
+        db = sqlite_ro(self.palace / "chroma.sqlite3")
         try:
             segments = dict(db.execute("SELECT scope, id FROM segments WHERE collection = ?", [facts.uuid]))
             meta_seg, vec_seg = segments.get("METADATA"), segments.get("VECTOR")
@@ -230,8 +225,8 @@ class DirectReader:
         direct_ids = [eid for _, eid in stored if eid not in touched_set]
         if direct_ids and space != "cosine":
             raise _Fallback(f"a {space!r} space (only cosine's stored form is decoded here)")
-        vectors, vslice, norms, positions = self._map_vectors(facts, vec_seg, direct_ids)
-        return _Files(stored, touched, vectors, vslice, norms, dict(zip(direct_ids, positions.tolist())))
+        vectors, positions = self._map_vectors(facts, vec_seg, direct_ids)
+        return _Files(stored, touched, vectors, dict(zip(direct_ids, positions.tolist())))
 
     def _compose(self, name: str, files: _Files) -> _Plan:
         """The row order: the metadata segment's, queued deletes dropped, queue-only ids appended."""
@@ -253,8 +248,7 @@ class DirectReader:
                 ids.append(eid)
                 keys.append(-1)
                 positions.append(-1)
-        return _Plan(np.asarray(keys, dtype=np.int64), ids, tail, files.vectors, files.vector_slice, files.norms,
-                     np.asarray(positions, dtype=np.int64))
+        return _Plan(np.asarray(keys, dtype=np.int64), ids, tail, files.vectors, np.asarray(positions, dtype=np.int64))
 
     def prefetch(self) -> None:
         """Start reading every queue tail now, in the background (a chromadb process takes seconds to start)."""
@@ -269,9 +263,9 @@ class DirectReader:
         return (pending or TailRead(self.palace, name, ids)).result()
 
     def _map_vectors(self, facts: CollectionFacts, vec_seg: str, ids: list[str]):
-        """(records memmap, vector byte slice, norms, record index per id) from the HNSW segment files."""
+        """(the segment's vectors, record index per id) from the HNSW segment files."""
         if not ids:
-            return None, slice(0, 0), None, np.zeros(0, dtype=np.int64)
+            return None, np.zeros(0, dtype=np.int64)
         seg_dir = self.palace / vec_seg
         try:
             header = _HEADER.unpack((seg_dir / "header.bin").read_bytes()[:_HEADER.size])
@@ -288,8 +282,9 @@ class DirectReader:
         if not lengths.is_file() or lengths.stat().st_size < count * 4:
             raise _Fallback("length.bin is missing or short")
         norms = np.fromfile(lengths, dtype="<f4", count=count)
-        records = _Level0(level0, count, record)
-        labels = records.column(label_offset, 8).view("<u8").ravel()
+        records = _Vectors(level0, count, record, slice(offset_data, offset_data + 4 * dimension), norms)
+        label_bytes, link_headers = records.columns((label_offset, 8), (0, 4))
+        labels = label_bytes.view("<u8").ravel()
         order = np.argsort(labels, kind="stable")
         sorted_labels = labels[order]
         wanted = np.fromiter((id_to_label.get(rid, -1) for rid in ids), dtype=np.int64, count=len(ids))
@@ -299,38 +294,43 @@ class DirectReader:
         if (at >= count).any() or (sorted_labels[np.minimum(at, count - 1)] != wanted.astype(np.uint64)).any():
             raise _Fallback("labels missing from data_level0.bin (drift)")
         pos = order[at]
-        if (records.column(2, 1).ravel()[pos] & _DELETE_MARK).any():
+        if (link_headers[pos, 2] & _DELETE_MARK).any():  # byte 2 of the level-0 link header
             raise _Fallback("ids in chroma.sqlite3 whose HNSW element is marked deleted (drift)")
-        return records, slice(offset_data, offset_data + 4 * dimension), norms, pos
+        return records, pos
 
 
-class _Level0:
-    """hnswlib's data_level0.bin, mapped only while a read runs.
+class _Vectors:
+    """The vectors of hnswlib's data_level0.bin as chromadb returns them (stored × norm).
 
-    A mapping kept open would leave every page it touched in the migrator's RSS
-    (268 MB at 160K drawers); unmapped after each read they stay in the page cache only.
+    The file is mapped only while a read runs: a mapping kept open would leave
+    every page it touched in the migrator's RSS (268 MB at 160K drawers);
+    unmapped after each read they stay in the page cache only.
     """
 
-    def __init__(self, path: Path, count: int, record: int) -> None:
+    def __init__(self, path: Path, count: int, record: int, vector_bytes: slice, norms: np.ndarray) -> None:
         self.path, self.count, self.record = path, count, record
+        self.vector_bytes, self.norms = vector_bytes, norms
 
     def _map(self) -> np.memmap:
         return np.memmap(self.path, dtype=np.uint8, mode="r", shape=(self.count, self.record))
 
-    def records(self, positions: np.ndarray) -> np.ndarray:
+    def read(self, positions: np.ndarray) -> np.ndarray:
+        """float32 vectors of the records at ``positions``: the stored (normalised) vector times its norm."""
         mm = self._map()
         try:
-            return mm[positions]  # fancy indexing copies
+            stored = mm[positions, self.vector_bytes].view("<f4")  # fancy indexing copies
         finally:
             del mm
+        return stored * self.norms[positions, None]
 
-    def column(self, offset: int, width: int) -> np.ndarray:
-        """One byte range of every record, read in slices so that memory stays flat."""
-        out = np.empty((self.count, width), dtype=np.uint8)
+    def columns(self, *ranges: tuple[int, int]) -> list[np.ndarray]:
+        """Byte ranges (offset, width) of every record, in one pass of slices so that memory stays flat."""
+        out = [np.empty((self.count, width), dtype=np.uint8) for _, width in ranges]
         step = max(1, (64 << 20) // self.record)
         for start in range(0, self.count, step):
             mm = self._map()
-            out[start:start + step] = mm[start:start + step, offset:offset + width]
+            for dest, (offset, width) in zip(out, ranges):
+                dest[start:start + step] = mm[start:start + step, offset:offset + width]
             del mm
         return out
 
@@ -355,6 +355,3 @@ def _space(db: sqlite3.Connection, facts: CollectionFacts) -> str:
 def _has_table(db: sqlite3.Connection, table: str) -> bool:
     return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [table]).fetchone() is not None
 
-
-def _sqlite_ro(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)

@@ -52,7 +52,7 @@ class Batch:
     embeddings: np.ndarray  # float32, one row per id
 
 
-def _sqlite_ro(path: Path) -> sqlite3.Connection:
+def sqlite_ro(path: Path) -> sqlite3.Connection:
     # The snapshot is ours, but reading read-only keeps even the copy as taken.
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
@@ -64,7 +64,7 @@ def read_collection_facts(palace: Path) -> list[CollectionFacts]:
         raise SourceError(f"{palace} has no chroma.sqlite3: not a ChromaDB palace",
                           "pass --palace with the folder that holds chroma.sqlite3")
     try:
-        db = _sqlite_ro(db_path)
+        db = sqlite_ro(db_path)
         rows = db.execute("SELECT id, name, dimension FROM collections ORDER BY name").fetchall()
         facts = []
         for uuid, name, dimension in rows:

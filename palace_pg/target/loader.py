@@ -55,18 +55,6 @@ def _metadata_problem(meta: dict | None) -> str | None:
     return None
 
 
-def row_problem(doc: str | None, meta: dict | None, vector: np.ndarray, dimension: int | None) -> str | None:
-    if doc is not None and (p := _text_problem(doc)) is not None:
-        return f"document: {p}"
-    if (p := _metadata_problem(meta)) is not None:
-        return p
-    if dimension and vector.shape[0] != dimension:
-        return f"vector has {vector.shape[0]} dimensions, the collection {dimension}"
-    if vector.shape[0] and not np.isfinite(vector).all():
-        return "vector holds NaN or Infinity (pgvector refuses them)"
-    return None
-
-
 def document_digest(doc: str | None) -> bytes | None:
     if doc is None:
         return None
