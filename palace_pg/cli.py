@@ -192,9 +192,7 @@ def cmd_migrate(args) -> int:
                   f"({'resumed' if summary['resumed'] else 'fresh'}); phases: {summary['phase_seconds']}")
             verify = summary["results"].get("verify")
             if isinstance(verify, dict) and "collections" in verify:
-                rows = [{"collection": k, **{kk: v.get(kk) for kk in ("source_rows", "target_rows", "rejected")},
-                         "recall@10": v.get("recall", {}).get("recall_at_10", "")} for k, v in verify["collections"].items()]
-                print(_table(rows, ["collection", "source_rows", "target_rows", "rejected", "recall@10"]))
+                print(_verification_table(verify, ["source_rows", "target_rows", "rejected"]))
             done = summary["results"].get("done")
             if isinstance(done, dict) and done.get("cutover"):
                 print("\ncutover steps:")
@@ -203,6 +201,14 @@ def cmd_migrate(args) -> int:
     if summary.get("rejected") and not args.allow_rejects:
         raise RejectedRows(summary["rejected"])
     return 0
+
+
+def _verification_table(report: dict, columns: list[str]) -> str:
+    """One line per collection of a verify report: the given figures, then recall@10."""
+    rows = [{"collection": name, **{c: figures.get(c) for c in columns},
+             "recall@10": figures.get("recall", {}).get("recall_at_10", "")}
+            for name, figures in report["collections"].items()]
+    return _table(rows, ["collection", *columns, "recall@10"])
 
 
 def cmd_verify(args) -> int:
@@ -216,11 +222,8 @@ def cmd_verify(args) -> int:
     if args.json:
         _print_json(report)
         return 0
-    rows = [{"collection": k, **{kk: v.get(kk) for kk in ("source_rows", "target_rows", "rejected", "rows_compared",
-                                                          "mismatched_fields")},
-             "recall@10": v.get("recall", {}).get("recall_at_10", "")} for k, v in report["collections"].items()]
-    print(_table(rows, ["collection", "source_rows", "target_rows", "rejected", "rows_compared", "mismatched_fields",
-                        "recall@10"]))
+    print(_verification_table(report, ["source_rows", "target_rows", "rejected", "rows_compared",
+                                       "mismatched_fields"]))
     kg = report["kg"]
     print(f"KG: entities {kg.get('entity_source')} → {kg.get('entity_target')}, "
           f"triples {kg.get('triple_source')} → {kg.get('triple_target')}")

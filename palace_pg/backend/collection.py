@@ -25,7 +25,6 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-import numpy as np
 import psycopg
 from mempalace.backends.base import (
     BackendClosedError,

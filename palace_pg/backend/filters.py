@@ -198,6 +198,14 @@ def _field(key: str, expr: Any) -> Predicate:
     return _join(parts, "AND", _TRUE)
 
 
+def _logical(op: str, value, compile_one, refusal: str) -> Predicate:
+    """``$and``/``$or`` over a list of sub-filters, each compiled by ``compile_one`` (an empty one is TRUE)."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(c, dict) for c in value):
+        raise ValueError(f"{refusal}, got {value!r}")
+    clauses = [compile_one(c) for c in value]
+    return _join(clauses, "AND", _TRUE) if op == "$and" else _join(clauses, "OR", _FALSE)
+
+
 def compile_where(where: Optional[dict]) -> Predicate:
     """SQL for a metadata filter; TRUE for None or {}."""
     if not where:
@@ -209,10 +217,7 @@ def compile_where(where: Optional[dict]) -> Predicate:
         if not isinstance(key, str):
             raise ValueError(f"where keys must be strings, got {key!r}")
         if key in LOGICAL:
-            if not isinstance(value, (list, tuple)) or not all(isinstance(c, dict) for c in value):
-                raise ValueError(f"{key} needs a list of where clauses, got {value!r}")
-            clauses = [compile_where(c) if c else Predicate() for c in value]
-            parts.append(_join(clauses, "AND", _TRUE) if key == "$and" else _join(clauses, "OR", _FALSE))
+            parts.append(_logical(key, value, compile_where, f"{key} needs a list of where clauses"))
         elif key.startswith("$"):
             raise UnsupportedFilterError(f"where operator {key!r} is not supported by the postgres backend")
         else:
@@ -229,10 +234,7 @@ def compile_where_document(where_document: Optional[dict]) -> Predicate:
     parts = []
     for op, value in where_document.items():
         if op in LOGICAL:
-            if not isinstance(value, (list, tuple)) or not all(isinstance(c, dict) for c in value):
-                raise ValueError(f"where_document {op} needs a list of clauses, got {value!r}")
-            clauses = [compile_where_document(c) for c in value]
-            parts.append(_join(clauses, "AND", _TRUE) if op == "$and" else _join(clauses, "OR", _FALSE))
+            parts.append(_logical(op, value, compile_where_document, f"where_document {op} needs a list of clauses"))
         elif op in DOCUMENT_OPERATORS:
             if not isinstance(value, str) or not value:
                 raise ValueError(f"where_document {op} needs a non-empty string, got {value!r}")

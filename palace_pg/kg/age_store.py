@@ -456,10 +456,18 @@ def _by_rowid(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["rowid"] is None, r["rowid"] or 0))
 
 
+def _top_rowid(label: str, cast: str) -> sql.Composed:
+    """SELECT of ``label``'s largest rowid (``cast`` one of the fixed casts below).
+
+    ORDER BY … DESC LIMIT 1 walks the rowid btree backwards (agtype has no max()).
+    """
+    return sql.SQL("SELECT {r}" + cast + " FROM {t} WHERE {r} IS NOT NULL ORDER BY {r} DESC LIMIT 1").format(
+        r=_prop("rowid"), t=_label_table(label))
+
+
 def _next_rowid_expr(label: str) -> sql.Composed:
     """SQL for sqlite's next rowid of ``label`` (max + 1; 1 when empty), as a scalar expression."""
-    return sql.SQL("(COALESCE((SELECT {r}::text::bigint FROM {t} WHERE {r} IS NOT NULL ORDER BY {r} DESC LIMIT 1), 0) + 1)"
-                   ).format(r=_prop("rowid"), t=_label_table(label))
+    return sql.SQL("(COALESCE(({}), 0) + 1)").format(_top_rowid(label, "::text::bigint"))
 
 
 def _with_rowid(label: str) -> sql.Composed:
@@ -473,9 +481,7 @@ def _with_rowid(label: str) -> sql.Composed:
 _GET_ENTITIES_SQL = sql.SQL("SELECT properties::json FROM {} WHERE {} = ANY(%s::text[]::ag_catalog.agtype[])").format(
     _label_table(ENTITY_LABEL), _prop("id")).as_string()
 _NEXT_ROWID_SQL = {
-    # ORDER BY … DESC LIMIT 1 walks the rowid btree backwards (agtype has no max()).
-    table: sql.SQL("SELECT {e}::text FROM {t} WHERE {e} IS NOT NULL ORDER BY {e} DESC LIMIT 1").format(
-        e=_prop("rowid"), t=_label_table(label)).as_string()
+    table: _top_rowid(label, "::text").as_string()
     for table, label in _LABELS.items()
 }
 _REPLACE_PROPERTIES_SQL = {

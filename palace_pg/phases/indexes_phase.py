@@ -101,9 +101,6 @@ class IndexesPhase:
 
     def run(self, ctx: RunContext) -> dict:
         conn = ctx.conn
-        parallel = parallel_hnsw_allowed(conn)
-        built, rebuilt, kept = [], [], []
-        seconds: dict[str, float] = {}
         notices: list[str] = []  # e.g. pgvector's "hnsw graph no longer fits into maintenance_work_mem"
 
         def keep_notice(diag) -> None:
@@ -113,14 +110,16 @@ class IndexesPhase:
 
         conn.add_notice_handler(keep_notice)
         try:
-            result = self._build(ctx, parallel, built, rebuilt, kept, seconds)
+            result = self._build(ctx)
         finally:
             conn.remove_notice_handler(keep_notice)
         return {**result, "notices": notices}
 
-    def _build(self, ctx: RunContext, parallel: bool, built: list, rebuilt: list, kept: list,
-               seconds: dict) -> dict:
+    def _build(self, ctx: RunContext) -> dict:
         conn = ctx.conn
+        parallel = parallel_hnsw_allowed(conn)
+        built, rebuilt, kept = [], [], []
+        seconds: dict[str, float] = {}
         if ctx.source.drawers is not None:
             self._cluster_by_wing(ctx, schema.table_for_collection(ctx.source.drawers_name, ctx.source.drawers_name),
                                   seconds)
