@@ -7,7 +7,7 @@
 Builds ``--rows`` drawers (palace_pg.backend.testing.synthetic_drawers:
 clustered 384-d vectors, wings of 30% … 1% correlated with the clusters),
 COPYs them into a fresh database as the migration does, builds the indexes
-of target/schema.py and runs maintenance ``compact``, then queries through
+of target_db/schema.py and runs maintenance ``compact``, then queries through
 ``PostgresBackend`` — the path MemPalace uses — and through chromadb's own
 client on the same vectors.  Recall@k is against numpy brute force.
 Prints a table and writes JSON.

@@ -35,7 +35,7 @@ from palace_pg.dsn import connect
 from palace_pg.server import EmbeddedServer
 from palace_pg.source.kg_reader import resolve_kg_path
 from palace_pg.source.snapshot import hash_palace
-from palace_pg.target.fingerprint import target_fingerprint
+from palace_pg.target_db.fingerprint import target_fingerprint
 
 NAMED_POINTS = ["copied"] * 4 + ["committed"] * 2 + ["index", "kg", "verify"]
 

@@ -20,7 +20,7 @@ from .dsn import connect, redact
 from .errors import PalacePgError
 from .marker import MARKER_NAME, Marker, has_marker
 from .source.snapshot import hash_palace
-from .target import schema, state
+from .target_db import schema, state
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from .phases.preflight import PreflightReport, run_preflight
 from .phases.schema_phase import SchemaPhase
 from .phases.verify_phase import VerifyPhase
 from .source.palace import SourcePalace
-from .target import schema, state
+from .target_db import schema, state
 
 log = logging.getLogger(__name__)
 

@@ -33,10 +33,6 @@ class TargetUnreachable(PalacePgError):
     """Connecting to the target failed.  The message never contains the password."""
 
 
-class TargetNotReady(PalacePgError):
-    """The target lacks an extension, a version or a privilege."""
-
-
 class SourceError(PalacePgError):
     """The source palace is missing, unreadable or not a MemPalace palace."""
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .errors import PalacePgError
-from .target.schema import GRAPH, SCHEMA, SCHEMA_VERSION
+from .target_db.schema import GRAPH, SCHEMA, SCHEMA_VERSION
 
 MARKER_NAME = "palace_pg.json"
 _TARGET_KEYS = ("host", "port", "dbname", "user", "sslmode", "service")

@@ -14,7 +14,7 @@ from chromadb.config import Settings
 
 from palace_pg.source.chroma_direct import DirectReader
 from palace_pg.source.chroma_reader import ChromaReader, read_collection_facts
-from palace_pg.target.jsonfmt import canonical
+from palace_pg.target_db.jsonfmt import canonical
 from palaces import HNSW_METADATA, copy_of, generated, unit_vectors
 
 

@@ -15,8 +15,8 @@ from palace_pg.errors import MigrationLocked, PreflightRefused
 from palace_pg.phases.base import MigrationOptions
 from palace_pg.source.kg_reader import resolve_kg_path
 from palace_pg.source.snapshot import hash_palace
-from palace_pg.target import state
-from palace_pg.target.fingerprint import target_fingerprint
+from palace_pg.target_db import state
+from palace_pg.target_db.fingerprint import target_fingerprint
 
 from palaces import small_palace  # noqa: F401  (fixture)
 

@@ -3,7 +3,7 @@
 Entry point (pyproject): ``mempalace.backends`` → ``postgres = palace_pg.backend:PostgresBackend``.
 """
 
-from .backend import PostgresBackend
 from .collection import PostgresCollection
+from .postgres_backend import PostgresBackend
 
 __all__ = ["PostgresBackend", "PostgresCollection"]

@@ -1,7 +1,7 @@
 """Values in and out of the collection tables, with their types kept.
 
 Metadata is stored whole in jsonb.  It is written through
-``palace_pg.target.jsonfmt`` (as the migration writes it), so 1, 1.0 and True
+``palace_pg.target_db.jsonfmt`` (as the migration writes it), so 1, 1.0 and True
 stay three different values and large floats do not turn into integers.
 PostgreSQL cannot store NUL in text or jsonb, nor a lone UTF-16 surrogate:
 like MemPalace's own pgvector backend, those characters are stripped so one
@@ -17,7 +17,7 @@ from typing import Any, Optional
 import numpy as np
 from psycopg.types.json import Jsonb
 
-from ..target import jsonfmt
+from ..target_db import jsonfmt
 
 try:  # mempalace's own helper, so both backends clean text the same way
     from mempalace.config import strip_lone_surrogates

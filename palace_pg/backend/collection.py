@@ -22,10 +22,10 @@ reach this class.  A vector of another width than the collection's raises
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 import psycopg
+from mempalace.backends._sidecar import EMBEDDER_SIDECAR_FILENAME, read_embedder_sidecar
 from mempalace.backends.base import (
     BackendClosedError,
     BaseCollection,
@@ -41,34 +41,22 @@ from mempalace.backends.base import (
     UnsupportedMaintenanceKindError,
     _IncludeSpec,
 )
-from mempalace.backends._sidecar import EMBEDDER_SIDECAR_FILENAME, read_embedder_sidecar
 from psycopg import sql
 
-from ..target.schema import SCHEMA, qualified
+from ..target_db.schema import SCHEMA, qualified
 from . import codec, lexical, maintenance, meta
 from .filters import INDEXED_COLUMNS, Predicate, compile_filters, compile_where
+from .handle import PalaceHandle, TableState
 from .search_plan import Columns, Planner
 
 if TYPE_CHECKING:
-    from .backend import PalaceHandle, PostgresBackend
+    from .postgres_backend import PostgresBackend
 
 log = logging.getLogger(__name__)
 
 _WRITE_BATCH = 500
 
 
-@dataclass
-class TableState:
-    """What every collection object of one table shares (per backend, per palace)."""
-
-    name: str
-    table: str
-    dimension: Optional[int]
-    sequence_ready: bool = False
-
-    @property
-    def sequence(self) -> str:
-        return f"{self.table}_seq"
 
 
 class PostgresCollection(BaseCollection):

@@ -37,7 +37,7 @@ WHERE_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", 
                              "$contains", "$not_contains"})
 LOGICAL = frozenset({"$and", "$or"})
 DOCUMENT_OPERATORS = frozenset({"$contains", "$not_contains"})
-# Metadata keys with a generated column and a btree (target/schema.py).
+# Metadata keys with a generated column and a btree (target_db/schema.py).
 INDEXED_COLUMNS = frozenset({"wing", "room", "source_file"})
 # Above this many values an $in is one ``= ANY`` instead of OR-ed GIN probes.
 _MAX_CONTAINMENT_ORS = 32

@@ -26,7 +26,7 @@ import re
 import psycopg
 from psycopg import sql
 
-from ..target.schema import qualified
+from ..target_db.schema import qualified
 from .filters import Predicate
 
 TOKEN_RE = re.compile(r"\w{2,}", re.UNICODE)

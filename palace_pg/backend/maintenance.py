@@ -3,7 +3,7 @@
 Maintenance kinds (RFC 001 reserved names):
 
 * ``analyze``: ANALYZE (planner statistics, the filter-count estimates);
-* ``reindex``: build the indexes of ``target/schema.index_definitions`` that
+* ``reindex``: build the indexes of ``target_db/schema.index_definitions`` that
   are missing and rebuild invalid ones; ``noop`` when all are there;
 * ``compact``: store vectors inline (``STORAGE MAIN``) and rewrite the table
   in (wing, room) order with CLUSTER, then ANALYZE.  Exact filtered search
@@ -26,8 +26,8 @@ import psycopg
 from mempalace.backends.base import HealthStatus, MaintenanceResult
 from psycopg import sql
 
-from ..target import schema
-from ..target.schema import SCHEMA, qualified
+from ..target_db import schema
+from ..target_db.schema import SCHEMA, qualified
 
 if TYPE_CHECKING:
     from .collection import TableState

@@ -23,7 +23,7 @@ import psycopg
 from mempalace.backends.base import EmbedderIdentity
 from psycopg.types.json import Jsonb
 
-from ..target import schema
+from ..target_db import schema
 
 PALACE_ID = "palace_id"
 EMBEDDER = "embedder"

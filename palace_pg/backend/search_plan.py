@@ -43,7 +43,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from ..target.schema import qualified
+from ..target_db.schema import qualified
 from .filters import Predicate
 from .settings import SearchSettings
 

@@ -20,7 +20,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from ..marker import Marker
-from ..target import jsonfmt, schema, state
+from ..target_db import jsonfmt, schema, state
 
 # Wing shares in percent (sum 100): wing00 30% … wing09 1%.
 WING_SHARES = (30, 20, 11, 9, 8, 7, 6, 4, 4, 1)

@@ -1,6 +1,6 @@
 """The knowledge graph in Apache AGE: one vertex label for entities, one edge label for triples.
 
-Layout (graph ``palace_pg.target.schema.GRAPH``)::
+Layout (graph ``palace_pg.target_db.schema.GRAPH``)::
 
     (:Entity {id, name, type, properties, created_at, rowid})
     (:Entity)-[:RELATES {id, subject, predicate, object, valid_from, valid_to, confidence,
@@ -42,7 +42,7 @@ from typing import Iterable, Iterator
 import psycopg
 from psycopg import sql
 
-from ..target import schema
+from ..target_db import schema
 from .errors import KgIntegrityError, KgValueRejected
 from .store import ENTITY_COLUMNS, TABLES, TRIPLE_COLUMNS
 from .values import check_storable

@@ -32,7 +32,7 @@ from .. import dsn as dsn_mod
 from . import candidates, locate, temporal
 from .age_store import AgeStore
 from .errors import KgIntegrityError, KgValueRejected
-from .snapshot import sqlite_snapshot
+from .sqlite_mirror import sqlite_snapshot
 from .store import TABLES, KGStore
 from .values import as_sqlite_stores
 
@@ -160,7 +160,7 @@ class AgeKnowledgeGraph:
                 pass
 
     def _conn(self) -> sqlite3.Connection:
-        """A read-only sqlite snapshot in mempalace's schema (see :mod:`palace_pg.kg.snapshot`).
+        """A read-only sqlite snapshot in mempalace's schema (see :mod:`palace_pg.kg.sqlite_mirror`).
 
         For code that reads SQL off ``kg._conn()``; closed by :meth:`close`.
         """

@@ -20,7 +20,7 @@ import os
 
 from ..dsn import ENV_DSN
 from ..marker import has_marker, read_marker
-from ..target.schema import GRAPH
+from ..target_db.schema import GRAPH
 from .errors import KgNotConfigured
 
 log = logging.getLogger(__name__)

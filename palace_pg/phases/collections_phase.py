@@ -15,8 +15,8 @@ from psycopg import sql
 from ..faults import crash_point
 from ..source.chroma_reader import CollectionFacts
 from ..source.prefetch import prefetched
-from ..target import schema, state
-from ..target.loader import copy_batch
+from ..target_db import schema, state
+from ..target_db.loader import copy_batch
 from .base import RunContext
 
 log = logging.getLogger(__name__)

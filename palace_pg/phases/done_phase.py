@@ -6,7 +6,7 @@ import datetime as dt
 
 from ..cutover import cutover_steps
 from ..dsn import shown
-from ..target import state
+from ..target_db import state
 from .base import RunContext
 
 

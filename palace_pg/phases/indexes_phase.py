@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from ..faults import crash_point
-from ..target import schema, state
+from ..target_db import schema, state
 from .base import RunContext
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ present, so a rerun neither duplicates nor loses a fact.
 from __future__ import annotations
 
 from ..faults import crash_point
-from ..target import state
+from ..target_db import state
 from .base import RunContext
 
 

@@ -17,7 +17,7 @@ import psycopg
 
 from ..dsn import shown
 from ..errors import Check
-from ..target import state
+from ..target_db import state
 from .indexes_phase import hnsw_memory_bytes, vector_version
 
 MIN_SERVER = 160000

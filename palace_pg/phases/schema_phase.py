@@ -7,7 +7,7 @@ import hashlib
 from psycopg import sql
 
 from .. import __version__
-from ..target import schema, state
+from ..target_db import schema, state
 from .base import RunContext
 
 

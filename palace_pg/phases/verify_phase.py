@@ -25,8 +25,8 @@ from psycopg import sql
 from ..errors import VerificationFailed
 from ..faults import crash_point
 from ..source.chroma_reader import sqlite_ro
-from ..target import jsonfmt, schema, state
-from ..target.loader import metadata_digest
+from ..target_db import jsonfmt, schema, state
+from ..target_db.loader import metadata_digest
 from .base import RunContext
 
 log = logging.getLogger(__name__)

@@ -135,7 +135,7 @@ def ensure_demo_database(*, reset: bool = False, demo_root: Path | None = None) 
 def _palace_held_by(dsn: str) -> str | None:
     """The source path of the palace a database holds, if palace_pg wrote one there."""
     from ..dsn import connect
-    from ..target import state
+    from ..target_db import state
 
     with connect(dsn) as conn:
         if not state.schema_exists(conn):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from psycopg import sql
 
-from ..target import schema
+from ..target_db import schema
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Registered as ``postgres`` in the ``mempalace.backends`` entry-point group.
 A palace is a folder holding palace_pg's marker ``palace_pg.json`` (no
-password) plus one database holding its tables (target/schema.py); one
+password) plus one database holding its tables (target_db/schema.py); one
 database holds exactly one palace.  ``detect(path)`` only stats the marker.
 
 Isolation (RFC 001): a palace is its database.  The marker and the
@@ -26,7 +26,6 @@ import logging
 import os
 import threading
 import uuid
-from dataclasses import dataclass, field
 from typing import Optional
 
 from mempalace.backends.base import (
@@ -44,10 +43,11 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ..dsn import redact
 from ..marker import MARKER_NAME, Marker, marker_path
-from ..target import schema
+from ..target_db import schema
 from . import maintenance, meta
-from .collection import PostgresCollection, TableState
+from .collection import PostgresCollection
 from .connection import ConnectionPool
+from .handle import PalaceHandle, TableState
 from .search_plan import Planner
 from .settings import SearchSettings, marker_for, new_palace_dsn
 
@@ -56,18 +56,6 @@ log = logging.getLogger(__name__)
 _COMPARED_TARGET_KEYS = ("host", "port", "dbname")
 
 
-@dataclass
-class PalaceHandle:
-    """One open palace: its pool, tuning and the table states its collections share."""
-
-    palace_id: str
-    local_path: Optional[str]
-    dsn: str
-    pool: ConnectionPool
-    settings: SearchSettings
-    planner: Planner
-    tables: dict[str, TableState] = field(default_factory=dict)
-    closed: bool = False
 
 
 class PostgresBackend(BaseBackend):

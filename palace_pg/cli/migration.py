@@ -1,0 +1,161 @@
+"""`palace-pg preflight | migrate | verify | status`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import RejectedRows
+from .present import Bars, add_target, print_checks, print_json, table
+
+
+def _options(args):
+    from ..engine import phase_range
+    from ..phases.base import MigrationOptions
+
+    only = args.phase or phase_range(getattr(args, "from_phase", None), getattr(args, "to_phase", None))
+    return MigrationOptions(palace=Path(args.palace), dsn=args.dsn, batch_size=args.batch_size,
+                            work_dir=Path(args.work_dir) if args.work_dir else None, restart=args.restart,
+                            only=only, ef_search=args.ef_search)
+
+
+def cmd_preflight(args) -> int:
+    from ..engine import preflight
+
+    report = preflight(args.palace, args.dsn, work_dir=args.work_dir)
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        print(f"preflight of {args.palace}")
+        print_checks(report.checks)
+        print(f"estimate: {report.estimate_seconds}")
+    return 0 if report.ok else 3
+
+
+def cmd_migrate(args) -> int:
+    from ..engine import migrate, plan
+
+    options = _options(args)
+    if args.dry_run:
+        result = plan(options)
+        if args.json:
+            print_json(result)
+        else:
+            print_checks(result["preflight"]["checks"])
+            for p in result["phases"]:
+                print(f"\n== {p['phase']} ({p['state']}): {p['title']}")
+                print(json.dumps(p.get("plan", {}), indent=2, default=str))
+            print(f"\nestimate (s): {result['estimate_seconds']}\n(dry run: nothing was written)")
+        return 0 if result["preflight"]["ok"] else 3
+    bars = None if args.json or args.no_progress else Bars()
+    try:
+        summary = migrate(options, progress=bars)
+    finally:
+        if bars:
+            bars.close()
+    if args.json:
+        print_json(summary)
+    else:
+        print_checks([c for c in summary["preflight"]["checks"] if c["status"] != "ok"])
+        if summary["status"] == "already-done":
+            print(summary["message"])
+        else:
+            print(f"\nmigration {summary['status']} in {summary['elapsed_seconds']} s "
+                  f"({'resumed' if summary['resumed'] else 'fresh'}); phases: {summary['phase_seconds']}")
+            verify = summary["results"].get("verify")
+            if isinstance(verify, dict) and "collections" in verify:
+                print(_verification_table(verify, ["source_rows", "target_rows", "rejected"]))
+            done = summary["results"].get("done")
+            if isinstance(done, dict) and done.get("cutover"):
+                print("\ncutover steps:")
+                for i, step in enumerate(done["cutover"], 1):
+                    print(f"  {i}. {step}")
+    if summary.get("rejected") and not args.allow_rejects:
+        raise RejectedRows(summary["rejected"])
+    return 0
+
+
+def _verification_table(report: dict, columns: list[str]) -> str:
+    """One line per collection of a verify report: the given figures, then recall@10."""
+    rows = [{"collection": name, **{c: figures.get(c) for c in columns},
+             "recall@10": figures.get("recall", {}).get("recall_at_10", "")}
+            for name, figures in report["collections"].items()]
+    return table(rows, ["collection", *columns, "recall@10"])
+
+
+def cmd_verify(args) -> int:
+    """Phase 6 again, on demand: every row, vector and KG column against the source (exit 4 on a difference)."""
+    from ..engine import verify
+    from ..phases.base import MigrationOptions
+
+    report = verify(MigrationOptions(palace=Path(args.palace), dsn=args.dsn,
+                                     work_dir=Path(args.work_dir) if args.work_dir else None,
+                                     ef_search=args.ef_search))
+    if args.json:
+        print_json(report)
+        return 0
+    print(_verification_table(report, ["source_rows", "target_rows", "rejected", "rows_compared",
+                                       "mismatched_fields"]))
+    kg = report["kg"]
+    print(f"KG: entities {kg.get('entity_source')} → {kg.get('entity_target')}, "
+          f"triples {kg.get('triple_source')} → {kg.get('triple_target')}")
+    print(f"verified: {report['differences']} difference(s)")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from ..engine import status
+
+    result = status(args.dsn)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"target: {result['target']}  complete: {result['complete']}")
+    print(table(result["checkpoints"], ["phase", "unit", "state", "batches", "rows_done", "updated_at"]))
+    return 0
+
+
+def register(sub) -> None:
+    pf = sub.add_parser("preflight", help="read-only checks of source and target")
+    pf.add_argument("--palace", required=True, help="the Chroma palace folder (never written)")
+    add_target(pf)
+    pf.add_argument("--work-dir", help="where the source snapshot is copied (default: $PALACE_PG_WORK_DIR, "
+                    "else <tmp>/palace_pg-work)")
+    pf.add_argument("--json", action="store_true", help="print the report as JSON")
+    pf.set_defaults(func=cmd_preflight)
+
+    mg = sub.add_parser("migrate", help="run (or resume) the migration")
+    mg.add_argument("--palace", "--from", dest="palace", required=True, help="the Chroma palace folder")
+    mg.add_argument("--to", dest="dsn_to", default=None, help=argparse.SUPPRESS)
+    add_target(mg)
+    mg.add_argument("--batch-size", type=int, default=5000, help="rows per COPY and checkpoint")
+    mg.add_argument("--dry-run", action="store_true", help="show the plan; change nothing")
+    mg.add_argument("--restart", action="store_true", help="discard the target's copy and start again")
+    mg.add_argument("--resume", action="store_true", help="(the default) continue from the checkpoints")
+    mg.add_argument("--phase", action="append", help="run only this phase (repeatable)")
+    mg.add_argument("--from-phase", dest="from_phase", help="run from this phase on (schema, drawers, collections, "
+                    "indexes, kg, verify, done)")
+    mg.add_argument("--to-phase", dest="to_phase", help="stop after this phase")
+    mg.add_argument("--ef-search", type=int, default=100, help="hnsw.ef_search for verify's recall check")
+    mg.add_argument("--work-dir", help="where the source snapshot is copied (default: $PALACE_PG_WORK_DIR, "
+                    "else <tmp>/palace_pg-work)")
+    mg.add_argument("--json", action="store_true", help="print the JSON summary")
+    mg.add_argument("--no-progress", action="store_true", help="no progress bars (logs and summary only)")
+    mg.add_argument("--allow-rejects", action="store_true",
+                    help="exit 0 even when rows were kept in mempalace.rejects (otherwise exit 5)")
+    mg.set_defaults(func=cmd_migrate)
+
+    ve = sub.add_parser("verify", help="compare the target with the source again, row by row (exit 4 on a difference)")
+    ve.add_argument("--palace", required=True, help="the Chroma palace that was migrated (or its backup after cutover)")
+    add_target(ve)
+    ve.add_argument("--work-dir", help="where the source snapshot is copied (default: $PALACE_PG_WORK_DIR, "
+                    "else <tmp>/palace_pg-work)")
+    ve.add_argument("--ef-search", type=int, default=100, help="hnsw.ef_search for the recall check")
+    ve.add_argument("--json", action="store_true", help="print the full report as JSON")
+    ve.set_defaults(func=cmd_verify)
+
+    st = sub.add_parser("status", help="the target's checkpoint table")
+    add_target(st)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)

@@ -1,0 +1,65 @@
+"""`palace-pg runbooks | demo`: the notebooks under papermill, and the README's main job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..dsn import redact
+from .migration import cmd_migrate
+from .present import add_target, print_json
+
+
+def cmd_runbooks(args) -> int:
+    from ..runbook.evidence import run_runbooks
+
+    result = run_runbooks(palace=args.palace, evidence=args.evidence, dsn=args.dsn, confirm=args.confirm,
+                          parameters=dict(kv.split("=", 1) for kv in args.param or []))
+    print_json(result)
+    return 0 if result.get("ok") else 1
+
+
+def cmd_demo(args) -> int:
+    """The README's main job: server, a generated palace, the migration (and the runbooks when present)."""
+    from ..server import EmbeddedServer
+
+    server = EmbeddedServer.from_env()
+    print(f"== embedded PostgreSQL: {server.start()['extensions']}", file=sys.stderr)
+    demo = Path(args.dir).resolve()
+    palace = demo / "palace"
+    if not palace.exists():
+        from ..source.generate import make_palace
+
+        print(f"== generating a {args.drawers}-drawer demo palace in {palace}", file=sys.stderr)
+        make_palace(palace, drawers=args.drawers, seed=0)
+    dsn = server.create_database(args.database)
+    if args.runbooks:
+        from ..runbook.evidence import run_runbooks
+
+        result = run_runbooks(palace=palace, evidence=demo / "evidence", dsn=dsn, confirm=True)
+        print_json(result)
+        print(f"\n== {'done' if result.get('ok') else 'FAILED'}: the executed runbooks and their manifest are in "
+              f"{demo / 'evidence'}\n   open them (or run them yourself) in JupyterLab: jupyter lab runbooks/\n"
+              f"   the demo database: {redact(dsn)}\n   the server keeps running: palace-pg db stop", file=sys.stderr)
+        return 0 if result.get("ok") else 1
+    ns = argparse.Namespace(palace=str(palace), dsn=dsn, batch_size=5000, work_dir=None, restart=False, phase=None,
+                            ef_search=100, dry_run=False, json=False, no_progress=False, allow_rejects=False)
+    return cmd_migrate(ns)
+
+
+def register(sub) -> None:
+    rn = sub.add_parser("runbooks", help="run 01→03 with papermill and archive the evidence")
+    rn.add_argument("--palace", required=True, help="the Chroma palace to migrate (never written)")
+    rn.add_argument("--evidence", required=True, help="the folder the executed notebooks and manifest are archived in")
+    add_target(rn)
+    rn.add_argument("--confirm", action="store_true", help="pass the write gate of 02_migrate")
+    rn.add_argument("-p", "--param", action="append", help="extra notebook parameter NAME=VALUE")
+    rn.set_defaults(func=cmd_runbooks)
+
+    de = sub.add_parser("demo", help="start the server, generate a demo palace, migrate it")
+    de.add_argument("--dir", default="demo", help="where the demo palace and the evidence go (default ./demo)")
+    de.add_argument("--drawers", type=int, default=2000, help="size of the generated palace")
+    de.add_argument("--database", default="palace_demo", help="the database on the embedded server to migrate into")
+    de.add_argument("--runbooks", action="store_true", help="run the three runbooks and archive the evidence")
+    de.set_defaults(func=cmd_demo)
