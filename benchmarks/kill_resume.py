@@ -37,7 +37,7 @@ from palace_pg.source.kg_reader import resolve_kg_path
 from palace_pg.source.snapshot import hash_palace
 from palace_pg.target_db.fingerprint import target_fingerprint
 
-NAMED_POINTS = ["copied"] * 4 + ["committed"] * 2 + ["index", "kg", "verify"]
+NAMED_POINTS = ["copied"] * 4 + ["committed"] * 2 + ["index", "kg", "verify", "phase-done"]
 
 
 def migrate_cmd(palace: Path, dsn: str, batch: int, work: Path, *extra: str) -> list[str]:

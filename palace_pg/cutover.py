@@ -57,7 +57,7 @@ def cutover(palace: str | os.PathLike, dsn: str | None = None, *, now: dt.dateti
     if not (palace / "chroma.sqlite3").is_file():
         raise PalacePgError(f"{palace} is not a Chroma palace", "pass the palace that was migrated")
     with connect(dsn) as conn:
-        if not (state.schema_exists(conn) and state.is_done(conn, "verify") and state.is_done(conn, "done")):
+        if not {"verify", "done"} <= state.applied(conn):
             raise PalacePgError("the target holds no complete, verified migration",
                                 "run `palace-pg migrate` to the end (phase 6 verify must pass) first")
         from .source.chroma_reader import read_collection_facts

@@ -26,6 +26,7 @@ from .phases.done_phase import DonePhase
 from .phases.indexes_phase import IndexesPhase
 from .phases.kg_phase import KGPhase
 from .phases.preflight import PreflightReport, run_preflight
+from .phases.runner import PhaseRunner
 from .phases.schema_phase import SchemaPhase
 from .phases.verify_phase import VerifyPhase
 from .source.palace import SourcePalace
@@ -33,7 +34,8 @@ from .target_db import schema, state
 
 log = logging.getLogger(__name__)
 
-PHASES = [SchemaPhase(), DRAWERS, OTHERS, IndexesPhase(), KGPhase(), VerifyPhase(), DonePhase()]
+VERIFY = VerifyPhase()
+PHASES = [SchemaPhase(), DRAWERS, OTHERS, IndexesPhase(), KGPhase(), VERIFY, DonePhase()]
 PHASE_NAMES = ["preflight"] + [p.name for p in PHASES]
 # the seed spec's spellings
 PHASE_ALIASES = {"closets": "collections", "kg_age": "kg", "age": "kg", "index": "indexes"}
@@ -85,12 +87,12 @@ def plan(options: MigrationOptions) -> dict:
             report = run_preflight(conn, src, restart=options.restart, daemon_url=options.daemon_url)
             ctx = RunContext(options, conn, src, uuid.uuid4())
             phases = []
-            exists = state.schema_exists(conn) and not options.restart
+            applied = set() if options.restart else state.applied(conn)
             for phase in _phase_selection(options.only):
                 entry = {"phase": phase.name, "title": phase.title,
-                         "state": "done" if exists and state.is_done(conn, phase.name) else "pending"}
+                         "state": "done" if phase.name in applied else "pending"}
                 if report.ok:
-                    entry["plan"] = phase.describe(ctx)
+                    entry["plan"] = phase.plan(ctx)
                 phases.append(entry)
             conn.rollback()
         return {"preflight": report.as_dict(), "phases": phases, "estimate_seconds": report.estimate_seconds,
@@ -136,66 +138,39 @@ def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions,
         raise PreflightRefused(report.checks)
     if options.restart and state.schema_exists(conn):
         _clear_target(conn)
-    if state.schema_exists(conn) and state.is_done(conn, "done") and not options.only:
+    applied = state.applied(conn)
+    if "done" in applied and not options.only:
         return {"status": "already-done", "wrote": "nothing", "preflight": report.as_dict(),
                 "rejected": state.rejected_rows(conn),
                 "message": "this palace was already migrated completely; nothing was written",
                 "elapsed_seconds": round(time.monotonic() - started, 2)}
     run_id = uuid.uuid4()
-    ctx = RunContext(options, conn, src, run_id, progress)
+    runner = PhaseRunner(RunContext(options, conn, src, run_id, progress), PHASES)
     # the snapshot and the preflight come before phase 1: downtime too, so they are reported
-    timings: dict[str, float] = {"preflight": round(time.monotonic() - started, 2)}
-    peak_rss_mb: dict[str, int] = {}  # the process's peak so far, at the end of each phase
-    results: dict[str, dict] = {}
-    selected = _phase_selection(options.only)
-    resumed = state.schema_exists(conn)
-    for phase in selected:
-        if state.schema_exists(conn) and state.is_done(conn, phase.name):
-            results[phase.name] = {"skipped": "done in an earlier run"}
-            continue
-        _require_prerequisites(conn, phase)
-        t0 = time.monotonic()
-        progress_start(ctx, phase)
-        try:
-            details = phase.run(ctx)
-        except VerificationFailed as exc:
-            _record(conn, run_id, src, "verify-failed", {"differences": len(exc.differences)})
-            raise
-        except BaseException:
-            if state.schema_exists(conn):
-                _record(conn, run_id, src, "interrupted", {"phase": phase.name})
-            raise
-        with conn.transaction():
-            if phase.name == "schema":
-                state.set_meta(conn, "palace_id", state.get_meta(conn, "palace_id") or str(uuid.uuid4()))
-            state.start_unit(conn, run_id, phase.name)
-            state.finish_unit(conn, phase.name, details={"seconds": round(time.monotonic() - t0, 2)})
-        timings[phase.name] = round(time.monotonic() - t0, 2)
-        peak_rss_mb[phase.name] = _peak_rss_mb()
-        results[phase.name] = details
+    preflight_seconds = round(time.monotonic() - started, 2)
+
+    def after_phase(phase) -> None:
         if phase.name == OTHERS.name:
             src.release_reader()  # chromadb holds every HNSW segment in memory; nothing later reads it
-        ctx.emit(phase.name, "", 1, 1, "done")
-    summary = {"status": "done" if state.is_done(conn, "done") else "partial", "run_id": str(run_id),
-               "resumed": resumed, "source_fingerprint": src.snapshot.fingerprint,
-               "phase_seconds": timings, "elapsed_seconds": round(time.monotonic() - started, 2),
-               "peak_rss_mb": peak_rss_mb, "rejected": state.rejected_rows(conn),
+
+    try:
+        results = runner.run(_phase_selection(options.only), after_phase=after_phase)
+    except VerificationFailed as exc:
+        _record(conn, run_id, src, "verify-failed", {"differences": len(exc.differences)})
+        raise
+    except BaseException:
+        if state.schema_exists(conn):
+            _record(conn, run_id, src, "interrupted", {"phase": next(
+                (p.name for p in _phase_selection(options.only) if p.name not in runner.done), None)})
+        raise
+    summary = {"status": "done" if "done" in runner.done else "partial", "run_id": str(run_id),
+               "resumed": bool(applied), "source_fingerprint": src.snapshot.fingerprint,
+               "phase_seconds": {"preflight": preflight_seconds, **runner.seconds},
+               "elapsed_seconds": round(time.monotonic() - started, 2),
+               "peak_rss_mb": runner.peak_rss_mb, "rejected": state.rejected_rows(conn),
                "preflight": report.as_dict(), "results": results, "target": shown(conn)}
     _record(conn, run_id, src, summary["status"], {k: v for k, v in summary.items() if k != "preflight"})
     return summary
-
-
-def progress_start(ctx: RunContext, phase) -> None:
-    ctx.emit(phase.name, "", 0, 1, phase.title)
-
-
-def _require_prerequisites(conn: psycopg.Connection, phase) -> None:
-    names = [p.name for p in PHASES]
-    before = names[: names.index(phase.name)]
-    missing = [n for n in before if not (state.schema_exists(conn) and state.is_done(conn, n))]
-    if missing:
-        raise PalacePgError(f"phase {phase.name!r} needs {', '.join(missing)} done first",
-                            "run `palace-pg migrate` without --phase (it resumes), or run those phases first")
 
 
 def _record(conn: psycopg.Connection, run_id, src: SourcePalace, status_: str, summary: dict) -> None:
@@ -206,12 +181,6 @@ def _record(conn: psycopg.Connection, run_id, src: SourcePalace, status_: str, s
                              finished=status_ in ("done", "verify-failed"))
     except psycopg.Error:
         log.exception("could not record the run")
-
-
-def _peak_rss_mb() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
 
 
 def _jsonable(value):
@@ -228,7 +197,7 @@ def status(dsn: str | None = None) -> dict:
         verification = meta.pop("last_verification", None)
         return {"target": shown(conn), "checkpoints": state.checkpoint_table(conn), "runs": state.runs(conn),
                 "meta": meta, "verification": verification,
-                "complete": state.schema_exists(conn) and state.is_done(conn, "done")}
+                "complete": "done" in state.applied(conn)}
 
 
 def verify(options: MigrationOptions, progress: ProgressFn | None = None) -> dict:
@@ -239,7 +208,7 @@ def verify(options: MigrationOptions, progress: ProgressFn | None = None) -> dic
     src = _open_source(options.palace, options.work_dir)
     try:
         with connect(options.dsn, autocommit=True, application_name="palace_pg verify") as conn:
-            if not (state.schema_exists(conn) and state.is_done(conn, "kg")):
+            if "kg" not in state.applied(conn):
                 raise PalacePgError("the target holds no complete load to verify",
                                     "run `palace-pg migrate` first (it verifies as phase 6)")
             stored = state.get_meta(conn, "source_fingerprint")
@@ -247,6 +216,6 @@ def verify(options: MigrationOptions, progress: ProgressFn | None = None) -> dic
                 raise SourceChanged("the source palace changed since it was migrated",
                                     "rerun `palace-pg migrate --restart`, then verify")
             ctx = RunContext(options, conn, src, uuid.uuid4(), progress or (lambda e: None))
-            return VerifyPhase().run(ctx)
+            return PhaseRunner(ctx, PHASES).apply(VERIFY)
     finally:
         src.close()

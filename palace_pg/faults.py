@@ -8,7 +8,8 @@ dict lookup.  Points:
 * ``committed``  right after a batch and its checkpoint committed;
 * ``index``      just before an index build starts;
 * ``kg``         after the KG bulk load, before its commit;
-* ``verify``     in the middle of verification.
+* ``verify``     in the middle of verification;
+* ``phase-done`` in a phase's last transaction, its "done" row written, before the commit.
 """
 
 from __future__ import annotations

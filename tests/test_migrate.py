@@ -153,3 +153,28 @@ def test_another_palace_is_refused(small_palace, fresh_db, tmp_path):
     with pytest.raises(PreflightRefused) as refused:
         engine.migrate(_opts(other, fresh_db, tmp_path))
     assert any(c.name == "target_state" and "another palace" in c.detail for c in refused.value.checks)
+
+
+def test_a_kill_as_the_schema_phase_commits_leaves_no_palace_without_its_id(small_palace, pg_server, fresh_db,
+                                                                             tmp_path):
+    """The runner marks a phase done in the transaction of its last unit: a SIGKILL at `phase-done`
+    (schema's row written, nothing committed) leaves the target empty; the rerun ends with a palace_id
+    and the same fingerprint as an uninterrupted run (issue 15.3's window)."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "palace_pg.cli", "migrate", "--palace", str(small_palace), "--dsn", fresh_db,
+           "--batch-size", "64", "--work-dir", str(tmp_path / "work"), "--no-progress", "--allow-rejects"]
+    killed = subprocess.run(cmd, env={**os.environ, "PALACE_PG_CRASH_AT": "phase-done:1"}, capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    with connect(fresh_db) as conn:
+        assert state.applied(conn) == set()
+        assert state.get_meta(conn, "palace_id") is None
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    with connect(fresh_db) as conn:
+        assert {"schema", "verify", "done"} <= state.applied(conn)
+        assert state.get_meta(conn, "palace_id")
+    assert _fingerprint(fresh_db) == _clean_fingerprint(small_palace, pg_server, tmp_path)

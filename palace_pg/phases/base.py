@@ -1,12 +1,24 @@
-"""What every phase shares: the run's options, its context and progress events."""
+"""What every phase shares: the contract, the run's options, its context and progress events.
+
+A phase declares ``requires`` (the phases that must be done first), ``plan``
+(what it will do, changing nothing) and ``apply`` (the work, checkpointed per
+unit).  The runner (:mod:`.runner`) is the only writer of a phase's own
+checkpoint row: it marks the phase done inside the transaction of the phase's
+last unit, which the phase opens with ``ctx.final_transaction()``, so a phase's
+last work and its "done" commit together or not at all (alembic's
+``run_migrations`` + ``update_to_step``).  Preflight is not a phase: it runs
+before every run, writes nothing, and has no row.
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, ClassVar, Iterator
 
 import psycopg
 
@@ -52,6 +64,8 @@ class RunContext:
     run_id: uuid.UUID
     progress: ProgressFn = lambda event: None
     results: dict = field(default_factory=dict)
+    # set by the runner: writes the phase's "done" row inside the caller's transaction
+    mark_phase_done: Callable[[dict], None] | None = None
 
     def emit(self, phase: str, unit: str, done: int, total: int | None, message: str = "") -> None:
         try:
@@ -59,13 +73,28 @@ class RunContext:
         except Exception:  # a broken progress display must never break a migration
             log.exception("progress callback failed")
 
+    @contextmanager
+    def final_transaction(self, details: dict | None = None) -> Iterator[psycopg.Connection]:
+        """The transaction of the phase's last unit: it also marks the phase done (the runner's row,
+        with ``details`` beside the phase's seconds)."""
+        with self.conn.transaction():
+            yield self.conn
+            if self.mark_phase_done is not None:
+                self.mark_phase_done(details or {})
 
-class Phase(Protocol):
+
+class Phase(ABC):
     name: str
     title: str
+    requires: ClassVar[tuple[str, ...]] = ()
 
-    def describe(self, ctx: RunContext) -> dict:
-        """What the phase will do: steps, sizes, statements (for the plan and --dry-run)."""
+    @abstractmethod
+    def plan(self, ctx: RunContext) -> dict:
+        """What the phase will do: steps, sizes, statements (for the plan and --dry-run).  Writes nothing."""
 
-    def run(self, ctx: RunContext) -> dict:
-        """Do the work, checkpointed in the target; return details for the summary."""
+    @abstractmethod
+    def apply(self, ctx: RunContext) -> dict:
+        """Do the work, checkpointed per unit; the last unit inside ``ctx.final_transaction()``.
+
+        Returns details for the run's summary.
+        """

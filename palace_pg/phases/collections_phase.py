@@ -17,15 +17,16 @@ from ..source.chroma_reader import CollectionFacts
 from ..source.prefetch import prefetched
 from ..target_db import schema, state
 from ..target_db.loader import copy_batch
-from .base import RunContext
+from .base import Phase, RunContext
 
 log = logging.getLogger(__name__)
 
 
-class CollectionsPhase:
-    def __init__(self, name: str, title: str, which: str) -> None:
+class CollectionsPhase(Phase):
+    def __init__(self, name: str, title: str, which: str, requires: tuple[str, ...]) -> None:
         self.name = name
         self.title = title
+        self.requires = requires
         self._which = which  # "drawers" or "others"
 
     def collections(self, ctx: RunContext) -> list[CollectionFacts]:
@@ -34,7 +35,7 @@ class CollectionsPhase:
             return [src.drawers] if src.drawers else []
         return src.other_collections
 
-    def describe(self, ctx: RunContext) -> dict:
+    def plan(self, ctx: RunContext) -> dict:
         out = []
         for facts in self.collections(ctx):
             table = schema.table_for_collection(facts.name, ctx.source.drawers_name)
@@ -49,13 +50,12 @@ class CollectionsPhase:
             })
         return {"collections": out}
 
-    def run(self, ctx: RunContext) -> dict:
-        details = {}
-        for facts in self.collections(ctx):
-            details[facts.name] = self._load(ctx, facts)
-        return details
+    def apply(self, ctx: RunContext) -> dict:
+        collections = self.collections(ctx)
+        return {facts.name: self._load(ctx, facts, last=i == len(collections) - 1)
+                for i, facts in enumerate(collections)}
 
-    def _load(self, ctx: RunContext, facts: CollectionFacts) -> dict:
+    def _load(self, ctx: RunContext, facts: CollectionFacts, *, last: bool) -> dict:
         conn, src, opts = ctx.conn, ctx.source, ctx.options
         unit = facts.name
         table = schema.table_for_collection(facts.name, src.drawers_name)
@@ -82,11 +82,12 @@ class CollectionsPhase:
             for rej in result.rejected:
                 log.warning("rejected %s/%s: %s", facts.name, rej["id"], rej["reason"])
             ctx.emit(self.name, unit, offset, total)
-        with conn.transaction():
+        with ctx.final_transaction() if last else conn.transaction():
             state.finish_unit(conn, self.name, unit, {"rows": offset, "loaded_this_run": loaded,
                                                       "rejected_this_run": rejected})
         return {"rows": offset, "loaded": loaded, "rejected": rejected}
 
 
-DRAWERS = CollectionsPhase("drawers", "Load the drawers collection", "drawers")
-OTHERS = CollectionsPhase("collections", "Load closets and every other collection", "others")
+DRAWERS = CollectionsPhase("drawers", "Load the drawers collection", "drawers", requires=("schema",))
+OTHERS = CollectionsPhase("collections", "Load closets and every other collection", "others",
+                          requires=("schema", "drawers"))

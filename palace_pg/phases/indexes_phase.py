@@ -20,7 +20,7 @@ from psycopg import sql
 
 from ..faults import crash_point
 from ..target_db import schema, state
-from .base import RunContext
+from .base import Phase, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,10 @@ def _index_state(conn: psycopg.Connection, name: str) -> str:
     return "missing" if row is None else ("valid" if row[0] else "invalid")
 
 
-class IndexesPhase:
+class IndexesPhase(Phase):
     name = "indexes"
     title = "Build HNSW, GIN and btree indexes"
+    requires = ("schema", "drawers", "collections")
 
     def _targets(self, ctx: RunContext) -> list[tuple[str, str, int | None, int]]:
         src = ctx.source
@@ -91,7 +92,7 @@ class IndexesPhase:
             state.finish_unit(conn, self.name, unit, {"ordered_by": ["wing", "room"]})
         seconds[unit] = round(time.perf_counter() - started, 2)
 
-    def describe(self, ctx: RunContext) -> dict:
+    def plan(self, ctx: RunContext) -> dict:
         out = []
         for name, table, dim, rows in self._targets(ctx):
             for idx, stmt in self._definitions(ctx, table):
@@ -99,7 +100,7 @@ class IndexesPhase:
                             "memory_bytes": hnsw_memory_bytes(rows, dim or 0) if idx.endswith("hnsw") else None})
         return {"indexes": out, "parallel_hnsw": parallel_hnsw_allowed(ctx.conn)}
 
-    def run(self, ctx: RunContext) -> dict:
+    def apply(self, ctx: RunContext) -> dict:
         conn = ctx.conn
         notices: list[str] = []  # e.g. pgvector's "hnsw graph no longer fits into maintenance_work_mem"
 
@@ -166,7 +167,7 @@ class IndexesPhase:
                         sql.Identifier(schema.SCHEMA, f"{table}_document_fts")))
                 conn.execute(sql.SQL("ANALYZE {}").format(schema.qualified(table)))
         seconds["analyze"] = round(time.perf_counter() - started, 2)
-        with conn.transaction():
+        with ctx.final_transaction():
             state.set_meta(conn, "hnsw", {"m": ctx.options.hnsw_m, "ef_construction": ctx.options.hnsw_ef_construction,
                                           "ops": "vector_cosine_ops", "ef_search_default": ctx.options.ef_search,
                                           "parallel_build": parallel})

@@ -10,26 +10,27 @@ from __future__ import annotations
 
 from ..faults import crash_point
 from ..target_db import state
-from .base import RunContext
+from .base import Phase, RunContext
 
 
-class KGPhase:
+class KGPhase(Phase):
     name = "kg"
     title = "Load the knowledge graph into Apache AGE"
+    requires = ("schema", "drawers", "collections", "indexes")
 
-    def describe(self, ctx: RunContext) -> dict:
+    def plan(self, ctx: RunContext) -> dict:
         entities, triples = ctx.source.kg()
         return {"kg_path": str(ctx.source.kg_source_path) if ctx.source.kg_source_path else None,
                 "entities": len(entities), "triples": len(triples),
                 "route": "COPY into temp staging + INSERT into the AGE label tables, idempotent by id"}
 
-    def run(self, ctx: RunContext) -> dict:
+    def apply(self, ctx: RunContext) -> dict:
         from ..kg.age_store import bulk_load, ensure_graph
 
         conn = ctx.conn
         entities, triples = ctx.source.kg()
         ctx.emit(self.name, "", 0, len(entities) + len(triples), "loading")
-        with conn.transaction():
+        with ctx.final_transaction():
             state.start_unit(conn, ctx.run_id, self.name, "graph")
             ensure_graph(conn)
             counts = bulk_load(conn, entities, triples)

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 from psycopg import sql
 
 from .. import __version__
 from ..target_db import schema, state
-from .base import RunContext
+from .base import Phase, RunContext
 
 
-class SchemaPhase:
+class SchemaPhase(Phase):
     name = "schema"
     title = "Create the schema, tables, graph and backend_meta"
+    requires = ()
 
     def _tables(self, ctx: RunContext) -> list[tuple[str, str, int | None]]:
         src = ctx.source
         return [(c.name, schema.table_for_collection(c.name, src.drawers_name), c.dimension) for c in src.collections]
 
-    def describe(self, ctx: RunContext) -> dict:
+    def plan(self, ctx: RunContext) -> dict:
         carried, left = ctx.source.carried_files()
         return {
             "schema": schema.SCHEMA,
@@ -31,11 +33,11 @@ class SchemaPhase:
             + [schema.collection_ddl(t, d).as_string(ctx.conn) for _, t, d in self._tables(ctx)],
         }
 
-    def run(self, ctx: RunContext) -> dict:
+    def apply(self, ctx: RunContext) -> dict:
         conn, src = ctx.conn, ctx.source
-        with conn.transaction():
+        # one transaction, the phase's only unit: tables, palace_id and the "done" row commit together
+        with ctx.final_transaction():
             schema.create_base(conn)
-            state.start_unit(conn, ctx.run_id, self.name)
             for name, table, dim in self._tables(ctx):
                 conn.execute(schema.collection_ddl(table, dim))
                 facts = src.collection(name)
@@ -70,7 +72,8 @@ class SchemaPhase:
             }
             for key, value in meta.items():
                 state.set_meta(conn, key, value)
-            state.finish_unit(conn, self.name, details={"tables": len(self._tables(ctx)), "files": len(carried)})
+            # which palace this database holds; kept across reruns (the marker written at cutover names it)
+            state.set_meta(conn, "palace_id", state.get_meta(conn, "palace_id") or str(uuid.uuid4()))
         return {"tables": [t for _, t, _ in self._tables(ctx)], "files_carried": len(carried),
                 "files_left_in_backup": left}
 

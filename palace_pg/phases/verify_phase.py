@@ -27,7 +27,7 @@ from ..faults import crash_point
 from ..source.chroma_reader import sqlite_ro
 from ..target_db import jsonfmt, schema, state
 from ..target_db.loader import metadata_digest
-from .base import RunContext
+from .base import Phase, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -77,21 +77,20 @@ class _TopK:
         self.ids = np.take_along_axis(all_ids, keep, axis=1)
 
 
-class VerifyPhase:
+class VerifyPhase(Phase):
     name = "verify"
     title = "Verify counts, ids, rows, vectors, the KG and HNSW recall"
+    requires = ("schema", "drawers", "collections", "indexes", "kg")
 
-    def describe(self, ctx: RunContext) -> dict:
+    def plan(self, ctx: RunContext) -> dict:
         return {"compares": ["counts", "id sets", "documents (sha256)", "typed metadata", "vectors (bit-exact)",
                              "KG entities and triples (every column)",
                              f"recall@{RECALL_K} on {ctx.options.recall_queries} sampled queries, "
                              f"ef_search {ctx.options.ef_search}"],
                 "rows": ctx.options.verify_rows}
 
-    def run(self, ctx: RunContext) -> dict:
+    def apply(self, ctx: RunContext) -> dict:
         conn = ctx.conn
-        with conn.transaction():
-            state.start_unit(conn, ctx.run_id, self.name)
         differences: list[dict] = []
         report: dict = {"collections": {}, "kg": {}, "recall": {}}
         for facts in ctx.source.collections:
@@ -99,14 +98,12 @@ class VerifyPhase:
         report["kg"] = self._kg(ctx, differences)
         report["differences"] = len(differences)
         report["differences_listed"] = differences[:MAX_LISTED]
-        with conn.transaction():
-            state.set_meta(conn, "last_verification", {"run_id": str(ctx.run_id), **report})
-            if differences:
-                state.advance(conn, self.name, "", rows_done=0, cursor={"failed": True})
-            else:
-                state.finish_unit(conn, self.name, details=_summary(report))
-        if differences:
+        if differences:  # kept for the runbooks and `status`; the phase stays pending
+            with conn.transaction():
+                state.set_meta(conn, "last_verification", {"run_id": str(ctx.run_id), **report})
             raise VerificationFailed(differences)
+        with ctx.final_transaction(details=_summary(report)):
+            state.set_meta(conn, "last_verification", {"run_id": str(ctx.run_id), **report})
         return report
 
     # -- collections ----------------------------------------------------------------------

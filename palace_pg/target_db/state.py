@@ -71,6 +71,20 @@ def is_done(conn: psycopg.Connection, phase: str, unit: str = "") -> bool:
     return bool(row and row["state"] == "done")
 
 
+def applied(conn: psycopg.Connection) -> set[str]:
+    """The phases whose row says done (empty on a target palace_pg never touched)."""
+    if not _table_exists(conn, "checkpoints"):
+        return set()
+    return {phase for (phase,) in conn.execute(sql.SQL(
+        "SELECT phase FROM {} WHERE unit = '' AND state = 'done'").format(qualified("checkpoints")))}
+
+
+def pending(conn: psycopg.Connection, phases: list[str]) -> list[str]:
+    """``phases`` without the applied ones, in their order."""
+    done = applied(conn)
+    return [p for p in phases if p not in done]
+
+
 def start_unit(conn: psycopg.Connection, run_id, phase: str, unit: str = "") -> dict:
     conn.execute(sql.SQL(
         "INSERT INTO {} (phase, unit, run_id, state) VALUES (%s, %s, %s, 'running') "
