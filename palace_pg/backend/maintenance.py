@@ -26,7 +26,7 @@ import psycopg
 from mempalace.backends.base import HealthStatus, MaintenanceResult
 from psycopg import sql
 
-from ..target_db import schema
+from ..target_db import ddl, schema
 from ..target_db.schema import SCHEMA, qualified
 
 if TYPE_CHECKING:
@@ -53,27 +53,13 @@ def column_dimension(conn: psycopg.Connection, table: str) -> int | None:
     return int(row[0].split("(")[1].rstrip(")"))
 
 
-def index_status(conn: psycopg.Connection, table: str) -> dict[str, str]:
-    """Every index of index_definitions: ``valid``, ``invalid`` or ``missing``."""
-    found = dict(conn.execute(
-        "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "WHERE i.indrelid = to_regclass(%s)", [f"{SCHEMA}.{table}"]).fetchall())
-    return {name: ("missing" if name not in found else "valid" if found[name] else "invalid")
-            for name, _ in schema.index_definitions(table)}
+index_status = ddl.index_states
 
 
 def create_indexes(conn: psycopg.Connection, table: str, *, with_hnsw: bool) -> list[str]:
-    built = []
     status = index_status(conn, table)
-    for name, stmt in schema.index_definitions(table):
-        if name.endswith("_hnsw") and not with_hnsw:
-            continue
-        if status[name] == "invalid":
-            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(SCHEMA, name)))
-        if status[name] != "valid":
-            conn.execute(stmt)
-            built.append(name)
-    return built
+    return [name for name, stmt in schema.index_definitions(table)
+            if (with_hnsw or not name.endswith("_hnsw")) and ddl.ensure_index(conn, name, stmt, status[name]) != "kept"]
 
 
 def create_collection(conn: psycopg.Connection, name: str, table: str, dimension: int | None) -> None:
@@ -85,11 +71,7 @@ def create_collection(conn: psycopg.Connection, name: str, table: str, dimension
     conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN embedding SET STORAGE MAIN").format(qualified(table)))
     create_indexes(conn, table, with_hnsw=dimension is not None)
     conn.execute(sql.SQL("CREATE SEQUENCE IF NOT EXISTS {}").format(sql.Identifier(SCHEMA, f"{table}_seq")))
-    role = name.removeprefix("mempalace_") if name != "mempalace_drawers" else "drawers"
-    conn.execute(sql.SQL(
-        "INSERT INTO {} (name, table_name, dimension, metadata, source_count, role) "
-        "VALUES (%s, %s, %s, %s::jsonb, 0, %s) ON CONFLICT (name) DO NOTHING").format(qualified("collections")),
-        [name, table, dimension, '{"hnsw:space": "cosine"}', role])
+    ddl.register_collection(conn, name, table, dimension, metadata={"hnsw:space": "cosine"})
 
 
 def fix_dimension(conn: psycopg.Connection, state: "TableState", width: int) -> None:
@@ -177,10 +159,7 @@ def run(conn: psycopg.Connection, st: "TableState", kind: str) -> MaintenanceRes
                 return MaintenanceResult(kind, "ran", {"built": built, "seconds": round(time.monotonic() - started, 3)})
             # compact
             conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN embedding SET STORAGE MAIN").format(t))
-            order = f"{st.table}_wing_room"
-            if index_status(conn, st.table).get(order) == "valid":
-                conn.execute(sql.SQL("CLUSTER {} USING {}").format(t, sql.Identifier(order)))
-            else:
+            if not ddl.cluster_by_wing(conn, st.table):
                 conn.execute(sql.SQL("VACUUM FULL {}").format(t))
             conn.execute(sql.SQL("ANALYZE {}").format(t))
             return MaintenanceResult(kind, "ran", {"seconds": round(time.monotonic() - started, 3)})

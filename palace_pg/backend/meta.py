@@ -17,33 +17,25 @@ Shared with the migration (palace_pg/phases/schema_phase.py, engine.py):
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import psycopg
 from mempalace.backends.base import EmbedderIdentity
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from ..target_db import schema
+from ..target_db import schema, state
 
 PALACE_ID = "palace_id"
 EMBEDDER = "embedder"
 SEARCH = "search"
 DRAWERS_COLLECTION = "drawers_collection"
 
-_TABLE = "mempalace.backend_meta"
+_TABLE = schema.qualified("backend_meta")
 
-
-def get(conn: psycopg.Connection, key: str, default: Any = None) -> Any:
-    if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", [_TABLE]).fetchone()[0]:
-        return default
-    row = conn.execute(f"SELECT value FROM {_TABLE} WHERE key = %s", [key]).fetchone()
-    return row[0] if row else default
-
-
-def put(conn: psycopg.Connection, key: str, value: Any) -> None:
-    conn.execute(f"INSERT INTO {_TABLE} (key, value) VALUES (%s, %s) "
-                 "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-                 [key, Jsonb(value)])
+# one reader and writer of backend_meta for the migration and the backend
+get = state.get_meta
+put = state.set_meta
 
 
 def embedder_identity(conn: psycopg.Connection, collection: str) -> Optional[EmbedderIdentity]:
@@ -57,20 +49,20 @@ def embedder_identity(conn: psycopg.Connection, collection: str) -> Optional[Emb
 def set_embedder_identity(conn: psycopg.Connection, collection: str, identity: EmbedderIdentity) -> None:
     """Merge one collection's entry atomically (concurrent writers never lose the others)."""
     entry = {"model_name": str(identity.model_name), "dimension": int(identity.dimension or 0)}
-    conn.execute(
-        f"INSERT INTO {_TABLE} (key, value) VALUES (%s, jsonb_build_object(%s::text, %s::jsonb)) "
+    conn.execute(sql.SQL(
+        "INSERT INTO {t} AS m (key, value) VALUES (%s, jsonb_build_object(%s::text, %s::jsonb)) "
         "ON CONFLICT (key) DO UPDATE SET value = "
-        f"{_TABLE}.value || jsonb_build_object(%s::text, coalesce({_TABLE}.value -> %s, '{{}}') || %s::jsonb), "
-        "updated_at = now()",
+        "m.value || jsonb_build_object(%s::text, coalesce(m.value -> %s, '{{}}') || %s::jsonb), "
+        "updated_at = now()").format(t=_TABLE),
         [EMBEDDER, collection, Jsonb(entry), collection, collection, Jsonb(entry)])
 
 
 def record_dimension(conn: psycopg.Connection, collection: str, dimension: int) -> None:
     """Fill in the dimension of an identity recorded before the first vector arrived (dimension 0)."""
-    conn.execute(
-        f"UPDATE {_TABLE} SET value = jsonb_set(value, ARRAY[%s::text, 'dimension'], to_jsonb(%s::int)), "
+    conn.execute(sql.SQL(
+        "UPDATE {} SET value = jsonb_set(value, ARRAY[%s::text, 'dimension'], to_jsonb(%s::int)), "
         "updated_at = now() WHERE key = %s AND value ? %s "
-        "AND coalesce((value -> %s ->> 'dimension')::int, 0) = 0",
+        "AND coalesce((value -> %s ->> 'dimension')::int, 0) = 0").format(_TABLE),
         [collection, dimension, EMBEDDER, collection, collection])
 
 

@@ -20,7 +20,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from ..marker import Marker
-from ..target_db import jsonfmt, schema, state
+from ..target_db import ddl, jsonfmt, schema, state
 
 # Wing shares in percent (sum 100): wing00 30% … wing09 1%.
 WING_SHARES = (30, 20, 11, 9, 8, 7, 6, 4, 4, 1)
@@ -80,24 +80,17 @@ def create_collection_table(conn: psycopg.Connection, collection: str, dimension
     schema.create_base(conn)
     table = schema.table_for_collection(collection, drawers_name)
     conn.execute(schema.collection_ddl(table, dimension))
-    role = "drawers" if collection == drawers_name else collection.removeprefix("mempalace_")
-    conn.execute(sql.SQL(
-        "INSERT INTO {} (name, table_name, dimension, metadata, source_count, role) VALUES (%s, %s, %s, %s, 0, %s) "
-        "ON CONFLICT (name) DO NOTHING").format(schema.qualified("collections")),
-        [collection, table, dimension, Jsonb({"hnsw:space": "cosine"}), role])
+    ddl.register_collection(conn, collection, table, dimension, metadata={"hnsw:space": "cosine"},
+                            drawers_name=drawers_name)
     return table
 
 
 def copy_rows(conn: psycopg.Connection, table: str, ids, documents, metadatas, embeddings, *, first_seq: int = 0) -> None:
     """Binary COPY, as the migration loads rows (types kept through jsonfmt)."""
-    stmt = sql.SQL("COPY {} (id, document, metadata, embedding, seq) FROM STDIN WITH (FORMAT BINARY)").format(
-        schema.qualified(table))
-    with conn.cursor() as cur, cur.copy(stmt) as copy:
-        copy.set_types(["text", "text", "jsonb", "vector", "int8"])
-        for i, rid in enumerate(ids):
-            meta = metadatas[i]
-            copy.write_row((rid, documents[i], Jsonb(meta, dumps=jsonfmt.dumps) if meta is not None else None,
-                            np.asarray(embeddings[i], dtype=np.float32), first_seq + i))
+    ddl.copy_rows(conn, table, ((rid, documents[i],
+                                 Jsonb(metadatas[i], dumps=jsonfmt.dumps) if metadatas[i] is not None else None,
+                                 np.asarray(embeddings[i], dtype=np.float32), first_seq + i)
+                                for i, rid in enumerate(ids)))
 
 
 def build_indexes(conn: psycopg.Connection, table: str) -> None:

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from ..faults import crash_point
-from ..target_db import schema, state
+from ..target_db import ddl, schema, state
 from .base import Phase, RunContext
 
 log = logging.getLogger(__name__)
@@ -39,14 +39,6 @@ def parallel_hnsw_allowed(conn: psycopg.Connection) -> bool:
 
 def hnsw_memory_bytes(rows: int, dimension: int) -> int:
     return int(rows * dimension * BYTES_PER_VECTOR_PER_DIM)
-
-
-def _index_state(conn: psycopg.Connection, name: str) -> str:
-    row = conn.execute(
-        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
-        [schema.SCHEMA, name]).fetchone()
-    return "missing" if row is None else ("valid" if row[0] else "invalid")
 
 
 class IndexesPhase(Phase):
@@ -82,13 +74,10 @@ class IndexesPhase(Phase):
             state.start_unit(conn, ctx.run_id, self.name, unit)
         with conn.transaction():
             conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
-            if _index_state(conn, index) == "invalid":
-                conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(schema.SCHEMA, index)))
-            if _index_state(conn, index) == "missing":
-                conn.execute(statement)
+            ddl.ensure_index(conn, index, statement)
             ctx.emit(self.name, unit, 0, 1, f"ordering {table} by wing and room")
             crash_point("index")
-            conn.execute(sql.SQL("CLUSTER {} USING {}").format(schema.qualified(table), sql.Identifier(index)))
+            ddl.cluster_by_wing(conn, table)
             state.finish_unit(conn, self.name, unit, {"ordered_by": ["wing", "room"]})
         seconds[unit] = round(time.perf_counter() - started, 2)
 
@@ -129,15 +118,13 @@ class IndexesPhase(Phase):
         for n, (name, table, dim, rows, idx, stmt) in enumerate(work):
             with conn.transaction():
                 state.start_unit(conn, ctx.run_id, self.name, idx)
-            current = _index_state(conn, idx)
+            current = ddl.index_state(conn, idx)
             if current == "valid":
                 kept.append(idx)
             else:
                 with conn.transaction():
                     if current == "invalid":
                         log.warning("index %s is INVALID (left by a crash): rebuilding", idx)
-                        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(schema.SCHEMA, idx)))
-                        rebuilt.append(idx)
                     if idx.endswith("hnsw"):
                         mem = max(hnsw_memory_bytes(rows, dim or 384) * 5 // 4, 64 << 20)
                         conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
@@ -149,10 +136,8 @@ class IndexesPhase(Phase):
                     ctx.emit(self.name, idx, n, len(work), f"building {idx}")
                     crash_point("index")
                     started = time.perf_counter()
-                    conn.execute(stmt)
+                    (rebuilt if ddl.ensure_index(conn, idx, stmt, current) == "rebuilt" else built).append(idx)
                     seconds[idx] = round(time.perf_counter() - started, 2)
-                    if current != "invalid":
-                        built.append(idx)
             with conn.transaction():
                 state.finish_unit(conn, self.name, idx, {"state": "kept" if current == "valid" else "built"})
         started = time.perf_counter()
@@ -162,7 +147,7 @@ class IndexesPhase(Phase):
                 # vectors, whole documents, and to_tsvector over every sampled document.
                 conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN embedding SET STATISTICS 0, "
                                      "ALTER COLUMN document SET STATISTICS 0").format(schema.qualified(table)))
-                if _index_state(conn, f"{table}_document_fts") == "valid":
+                if ddl.index_state(conn, f"{table}_document_fts") == "valid":
                     conn.execute(sql.SQL("ALTER INDEX {} ALTER COLUMN 1 SET STATISTICS 0").format(
                         sql.Identifier(schema.SCHEMA, f"{table}_document_fts")))
                 conn.execute(sql.SQL("ANALYZE {}").format(schema.qualified(table)))

@@ -8,7 +8,8 @@ import uuid
 from psycopg import sql
 
 from .. import __version__
-from ..target_db import schema, state
+from ..kg.age_store import ensure_graph
+from ..target_db import ddl, schema, state
 from .base import Phase, RunContext
 
 
@@ -40,15 +41,9 @@ class SchemaPhase(Phase):
             schema.create_base(conn)
             for name, table, dim in self._tables(ctx):
                 conn.execute(schema.collection_ddl(table, dim))
-                facts = src.collection(name)
-                role = "drawers" if name == src.drawers_name else name.removeprefix("mempalace_")
-                conn.execute(sql.SQL(
-                    "INSERT INTO {} (name, table_name, dimension, metadata, source_count, role) "
-                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
-                    "dimension = EXCLUDED.dimension, metadata = EXCLUDED.metadata, source_count = EXCLUDED.source_count"
-                ).format(schema.qualified("collections")),
-                    [name, table, dim, _jsonb(facts.metadata), src.count(name), role])
-            _ensure_graph(conn)
+                ddl.register_collection(conn, name, table, dim, metadata=src.collection(name).metadata,
+                                        source_count=src.count(name), drawers_name=src.drawers_name, refresh=True)
+            ensure_graph(conn)
             carried, left = src.carried_files()
             for rel, path in carried:
                 content = path.read_bytes()
@@ -77,17 +72,3 @@ class SchemaPhase(Phase):
         return {"tables": [t for _, t, _ in self._tables(ctx)], "files_carried": len(carried),
                 "files_left_in_backup": left}
 
-
-def _jsonb(value):
-    from psycopg.types.json import Jsonb
-
-    return Jsonb(value)
-
-
-def _ensure_graph(conn) -> None:
-    try:
-        from ..kg.age_store import ensure_graph
-    except ImportError:  # the KG package is optional until it lands
-        schema.create_graph(conn)
-        return
-    ensure_graph(conn)

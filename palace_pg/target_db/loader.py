@@ -22,6 +22,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from . import jsonfmt
+from .ddl import copy_rows
 from .schema import qualified
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -148,14 +149,9 @@ def copy_batch(conn: psycopg.Connection, table: str, collection: str, *, ids, do
         else:
             good.append(i)
     if good:
-        stmt = sql.SQL("COPY {} (id, document, metadata, embedding, seq) FROM STDIN WITH (FORMAT BINARY)").format(
-            qualified(table))
-        with conn.cursor() as cur, cur.copy(stmt) as copy:
-            copy.set_types(["text", "text", "jsonb", "vector", "int8"])
-            for i in good:
-                text = prepared[i].jsonb_text
-                copy.write_row((ids[i], documents[i], Jsonb(text, dumps=_as_is) if text is not None else None,
-                                vectors[i], first_seq + i))
+        copy_rows(conn, table, ((ids[i], documents[i],
+                                 Jsonb(prepared[i].jsonb_text, dumps=_as_is) if prepared[i].jsonb_text is not None
+                                 else None, vectors[i], first_seq + i) for i in good))
         result.loaded = len(good)
     # the digests of every row read (rejected ones too), for verification
     stmt = sql.SQL("COPY {} (collection, id, document, metadata, vector) FROM STDIN WITH (FORMAT BINARY)").format(
