@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
@@ -75,8 +76,8 @@ def preflight(palace, dsn: str | None = None, *, work_dir=None, restart: bool = 
         src.close()
 
 
-def _open_source(palace, work_dir) -> SourcePalace:
-    return SourcePalace.open(palace, work_dir)
+def _open_source(palace, work_dir, online: bool = False) -> SourcePalace:
+    return SourcePalace.open(palace, work_dir, online=online)
 
 
 def plan(options: MigrationOptions) -> dict:
@@ -109,25 +110,72 @@ def _clear_target(conn: psycopg.Connection) -> None:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema.SCHEMA)))
 
 
-def migrate(options: MigrationOptions, progress: ProgressFn | None = None) -> dict:
-    """Run every pending phase; resume from the checkpoints; refuse what preflight refuses."""
-    started = time.monotonic()
-    lock_conn = connect(options.dsn, autocommit=True, application_name="palace_pg migrate (lock)")
+@contextmanager
+def _exclusive(options: MigrationOptions, what: str, *, online: bool):
+    """The target's migration lock, the source snapshot and a connection in autocommit, for one run.
+
+    autocommit: every `conn.transaction()` block is then a real transaction that commits at its
+    end (not a savepoint inside an implicit one a later rollback would undo).
+    """
+    lock_conn = connect(options.dsn, autocommit=True, application_name=f"palace_pg {what} (lock)")
     try:
         if not state.try_lock(lock_conn):
             holder = state.lock_holder(lock_conn) or {}
             raise MigrationLocked(f"another migrator is running on this target (pid {holder.get('pid')})",
-                                  "wait for it to finish; never run two migrators on one target")
-        src = _open_source(options.palace, options.work_dir)
+                                  "wait for it to finish; never run two migrators (or syncs) on one target")
+        src = _open_source(options.palace, options.work_dir, online)
         try:
-            # autocommit: every `conn.transaction()` block is then a real transaction that commits
-            # at its end (not a savepoint inside an implicit one a later rollback would undo)
-            with connect(options.dsn, autocommit=True, application_name="palace_pg migrate") as conn:
-                return _run(conn, src, options, progress or (lambda e: None), started, lock_conn.info.backend_pid)
+            with connect(options.dsn, autocommit=True, application_name=f"palace_pg {what}") as conn:
+                yield conn, src, lock_conn.info.backend_pid
         finally:
             src.close(remove_snapshot=not options.keep_snapshot)
     finally:
         lock_conn.close()
+
+
+def migrate(options: MigrationOptions, progress: ProgressFn | None = None) -> dict:
+    """Run every pending phase; resume from the checkpoints; refuse what preflight refuses."""
+    started = time.monotonic()
+    with _exclusive(options, "migrate", online=options.online) as (conn, src, lock_pid):
+        return _run(conn, src, options, progress or (lambda e: None), started, lock_pid)
+
+
+def sync(options: MigrationOptions, progress: ProgressFn | None = None, *, verify: bool = False) -> dict:
+    """Catch a migrated target up with its palace as it is now (``options.online``: MemPalace may run).
+
+    With ``verify``, phase 6 runs again afterwards against this snapshot (the cutover's proof).
+    Each part is timed; the summary says what was added, updated and deleted per collection.
+    """
+    from .sync.run import sync_target
+
+    started = time.monotonic()
+    emit = progress or (lambda e: None)
+    with _exclusive(options, "sync", online=options.online) as (conn, src, _pid):
+        snapshot_seconds = round(time.monotonic() - started, 2)
+        if "done" not in state.applied(conn):
+            raise PalacePgError("the target holds no complete migration to catch up",
+                                "run `palace-pg migrate` (with --online while MemPalace runs) to the end first")
+        held = state.get_meta(conn, "palace") or {}
+        if held.get("collections") and not set(held["collections"].items()) <= set(src.identity()["collections"].items()):
+            raise PalacePgError(f"the target holds another palace ({held.get('source_path')}), not {src.path}",
+                                "pass the --dsn of the database this palace was migrated into")
+        ctx = RunContext(options, conn, src, uuid.uuid4(), emit)
+        ctx.emit("sync", "", 0, 1, "catching up")
+        result = sync_target(conn, src, batch_size=options.batch_size,
+                             emit=lambda unit, done, total: ctx.emit("sync", unit, done, total))
+        ctx.emit("sync", "", 1, 1, "done")
+        summary = {"status": "synced" if result["wrote"] else "unchanged", "run_id": str(ctx.run_id),
+                   "source_fingerprint": src.snapshot.fingerprint, "snapshot_passes": src.snapshot.passes,
+                   **result, "seconds": {"snapshot": snapshot_seconds, "sync": result["seconds"]},
+                   "target": shown(conn)}
+        if verify:
+            t0 = time.monotonic()
+            summary["verify"] = PhaseRunner(ctx, PHASES).apply(VERIFY)
+            summary["seconds"]["verify"] = round(time.monotonic() - t0, 2)
+        summary["elapsed_seconds"] = round(time.monotonic() - started, 2)
+        if result["wrote"] or verify:
+            _record(conn, ctx.run_id, src, summary["status"], summary)
+        return summary
 
 
 def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions, progress: ProgressFn,
@@ -178,7 +226,7 @@ def _record(conn: psycopg.Connection, run_id, src: SourcePalace, status_: str, s
         with conn.transaction():
             state.record_run(conn, run_id, status=status_, tool_version=__version__,
                              fingerprint=src.snapshot.fingerprint, summary=_jsonable(summary),
-                             finished=status_ in ("done", "verify-failed"))
+                             finished=status_ not in ("interrupted", "partial"))
     except psycopg.Error:
         log.exception("could not record the run")
 

@@ -17,7 +17,7 @@ def _options(args):
     only = args.phase or phase_range(getattr(args, "from_phase", None), getattr(args, "to_phase", None))
     return MigrationOptions(palace=Path(args.palace), dsn=args.dsn, batch_size=args.batch_size,
                             work_dir=Path(args.work_dir) if args.work_dir else None, restart=args.restart,
-                            only=only, ef_search=args.ef_search)
+                            only=only, ef_search=args.ef_search, online=getattr(args, "online", False))
 
 
 def cmd_preflight(args) -> int:
@@ -140,6 +140,9 @@ def register(sub) -> None:
     mg.add_argument("--ef-search", type=int, default=100, help="hnsw.ef_search for verify's recall check")
     mg.add_argument("--work-dir", help="where the source snapshot is copied (default: $PALACE_PG_WORK_DIR, "
                     "else <tmp>/palace_pg-work)")
+    mg.add_argument("--online", action="store_true",
+                    help="MemPalace may keep writing: copy the palace until it holds still, migrate that copy, "
+                         "then catch up with `palace-pg sync` and cut over with `cutover --sync`")
     mg.add_argument("--json", action="store_true", help="print the JSON summary")
     mg.add_argument("--no-progress", action="store_true", help="no progress bars (logs and summary only)")
     mg.add_argument("--allow-rejects", action="store_true",

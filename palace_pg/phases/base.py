@@ -42,6 +42,7 @@ class MigrationOptions:
     verify_rows: str = "all"  # "all" compares every row; an int samples that many per collection
     daemon_url: str | None = None
     keep_snapshot: bool = False
+    online: bool = False  # MemPalace may be writing: copy until still, catch up later with sync
 
 
 @dataclass

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 
-from psycopg import sql
 
 from .. import __version__
 from ..kg.age_store import ensure_graph
+from ..sync.changes import watermarks
 from ..target_db import ddl, schema, state
 from .base import Phase, RunContext
 
@@ -46,11 +45,7 @@ class SchemaPhase(Phase):
             ensure_graph(conn)
             carried, left = src.carried_files()
             for rel, path in carried:
-                content = path.read_bytes()
-                conn.execute(sql.SQL(
-                    "INSERT INTO {} (path, content, sha256) VALUES (%s, %s, %s) ON CONFLICT (path) DO UPDATE "
-                    "SET content = EXCLUDED.content, sha256 = EXCLUDED.sha256").format(schema.qualified("files")),
-                    [rel, content, hashlib.sha256(content).hexdigest()])
+                ddl.put_file(conn, rel, path.read_bytes())
             meta = {
                 "schema_version": schema.SCHEMA_VERSION,
                 "tool_version": __version__,
@@ -64,6 +59,8 @@ class SchemaPhase(Phase):
                 "chroma_hnsw": {"M": 16, "ef_construction": 100, "ef_search": 100, "space": "cosine"},
                 "files_left_in_backup": left,
                 "kg_source": str(src.kg_source_path) if src.kg_source_path else None,
+                # the Chroma write seq_ids this read has seen: `palace-pg sync` reads only what comes after
+                "chroma_watermarks": watermarks(src.snapshot.palace, src.collections),
             }
             for key, value in meta.items():
                 state.set_meta(conn, key, value)

@@ -25,7 +25,8 @@ from psycopg import sql
 from ..errors import VerificationFailed
 from ..faults import crash_point
 from ..source.chroma_reader import sqlite_ro
-from ..target_db import jsonfmt, schema, state
+from ..target_db import schema, state
+from ..target_db.compare import diff_rows
 from ..target_db.loader import metadata_digest
 from .base import Phase, RunContext
 
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 MAX_LISTED = 1000
 RECALL_K = 10
 RECALL_WARN_BELOW = 0.99
-_SCALARS = (str, int, float, bool, bytes, type(None))
 
 
 def source_ids_from_sqlite(palace, collection_uuid: str) -> set[str]:
@@ -231,27 +231,14 @@ class VerifyPhase(Phase):
         out = {}
         for kind, source_rows, target_rows in (("entity", src_entities, read_entities(ctx.conn)),
                                                ("triple", src_triples, read_triples(ctx.conn))):
-            want = {r["id"]: r for r in source_rows}
-            got = {r["id"]: r for r in target_rows}
-            for rid in want.keys() - got.keys():
-                differences.append({"kind": f"kg_{kind}_missing", "id": rid})
-            for rid in got.keys() - want.keys():
-                differences.append({"kind": f"kg_{kind}_extra", "id": rid})
-            for rid in want.keys() & got.keys():
-                for col, value in want[rid].items():
-                    if not _same(value, got[rid].get(col)):
-                        differences.append({"kind": f"kg_{kind}_column", "id": rid, "column": col,
-                                            "source": value, "target": got[rid].get(col)})
-            out[f"{kind}_source"] = len(want)
-            out[f"{kind}_target"] = len(got)
+            diff = diff_rows(source_rows, target_rows)
+            differences.extend({"kind": f"kg_{kind}_missing", "id": rid} for rid in diff.missing)
+            differences.extend({"kind": f"kg_{kind}_extra", "id": rid} for rid in diff.extra)
+            differences.extend({"kind": f"kg_{kind}_column", "id": rid, "column": col, "source": a, "target": b}
+                               for rid, col, a, b in diff.columns)
+            out[f"{kind}_source"] = len(source_rows)
+            out[f"{kind}_target"] = len(target_rows)
         return out
-
-
-def _same(a, b) -> bool:
-    """Type-strict equality: 1, 1.0 and True differ (the canonical form only where types differ or NaN)."""
-    if type(a) is type(b) and type(a) in _SCALARS and a == b:  # not containers: {"x": 1} == {"x": True}
-        return True
-    return jsonfmt.canonical(a) == jsonfmt.canonical(b)
 
 
 def _summary(report: dict) -> dict:

@@ -10,7 +10,9 @@ byte-identical; the hashes give the palace's fingerprint, which binds every
 checkpoint to exactly this content.
 
 A file that changes while it is copied means a live writer: the copy is
-refused rather than read half-written.
+refused rather than read half-written, unless the copy is ``online`` (MemPalace
+keeps running; ``palace-pg sync`` catches up later): then what changed is
+copied again until one pass sees the whole palace still.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +32,9 @@ from ..errors import SourceChanged, SourceError
 log = logging.getLogger(__name__)
 
 _CHUNK = 4 << 20
+# online copies: how many passes before giving up, and the pause between them (grows each pass)
+ONLINE_ATTEMPTS = 20
+ONLINE_SETTLE_SECONDS = 0.05
 # Files beside the palace folder that belong to it (mempalace.md §1.2).
 BESIDE_PALACE = ("hallways.json", "tunnels.json")
 
@@ -47,6 +53,7 @@ class Snapshot:
     palace: Path  # the copy of the palace folder
     kg_path: Path | None  # the copy of the knowledge graph, if there is one
     files: list[FileEntry] = field(default_factory=list)
+    passes: int = 1  # copy passes it took (more than one only online, while MemPalace wrote)
 
     @property
     def fingerprint(self) -> str:
@@ -137,8 +144,34 @@ def remove_stale_snapshots(work_dir: Path) -> list[Path]:
     return removed
 
 
-def take_snapshot(palace: Path, work_dir: Path, kg_path: Path | None = None) -> Snapshot:
-    """Copy and hash the palace into ``work_dir/snapshot-<pid>``; refuse if it changes meanwhile."""
+def _copy_and_hash(listing: list[tuple[str, Path]], root: Path, stats: dict) -> dict[str, FileEntry]:
+    """Copy every file into ``root`` (the kernel's copy beside a hashing thread)."""
+    out = {}
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="palace_pg-snapshot") as pool:
+        jobs = []
+        for rel, path in listing:
+            dst = root / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            jobs.append((rel, path, pool.submit(shutil.copyfile, path, dst), pool.submit(_sha256_of, path)))
+        for rel, path, copied, hashed in jobs:
+            copied.result()
+            out[rel] = FileEntry(rel, str(path), stats[rel][0], hashed.result())
+    return out
+
+
+def _stats(listing: list[tuple[str, Path]]) -> dict[str, tuple[int, int]]:
+    return {rel: _stat_key(path) for rel, path in listing}
+
+
+def take_snapshot(palace: Path, work_dir: Path, kg_path: Path | None = None, *, online: bool = False,
+                  attempts: int = ONLINE_ATTEMPTS) -> Snapshot:
+    """Copy and hash the palace into ``work_dir/snapshot-<pid>``.
+
+    Offline (the default), a file changing meanwhile means a live writer: refused.  ``online``
+    (MemPalace may be writing): the files that changed during a pass are copied again until one
+    whole pass sees no file change (size, mtime to the nanosecond), so the copy is the palace at
+    one instant, never a half-written file; after ``attempts`` passes it gives up (SourceChanged).
+    """
     palace = Path(palace)
     if not palace.is_dir():
         raise SourceError(f"the palace folder {palace} does not exist", "pass --palace with the palace's path")
@@ -147,24 +180,31 @@ def take_snapshot(palace: Path, work_dir: Path, kg_path: Path | None = None) -> 
     remove_stale_snapshots(work_dir)  # a killed run cannot clean up after itself; the next one does
     root = work_dir / f"snapshot-{os.getpid()}"
     shutil.rmtree(root, ignore_errors=True)
-    listing = source_files(palace, kg_path)
-    before = {rel: _stat_key(path) for rel, path in listing}
     snap = Snapshot(root=root, palace=root / "palace", kg_path=None)
+    passes = 0
     try:
+        listing = source_files(palace, kg_path)
+        before = _stats(listing)
         # a change to a file while it is copied and hashed shows in the stat comparison below
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="palace_pg-snapshot") as pool:
-            jobs = []
-            for rel, path in listing:
-                dst = root / rel
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                jobs.append((rel, path, pool.submit(shutil.copyfile, path, dst), pool.submit(_sha256_of, path)))
-            for rel, path, copied, hashed in jobs:
-                copied.result()
-                snap.files.append(FileEntry(rel, str(path), before[rel][0], hashed.result()))
-        after_listing = source_files(palace, kg_path)
-        after = {rel: _stat_key(path) for rel, path in after_listing}
+        entries = _copy_and_hash(listing, root, before)
+        while True:
+            passes += 1
+            after_listing = source_files(palace, kg_path)
+            after = _stats(after_listing)
+            if after == before or not online or passes >= attempts:
+                break
+            # online: copy again what changed, appeared or vanished, then look once more
+            for rel in set(before) - set(after):
+                entries.pop(rel, None)
+                (root / rel).unlink(missing_ok=True)
+            changed = [(rel, path) for rel, path in after_listing if before.get(rel) != after[rel]]
+            before = after
+            entries.update(_copy_and_hash(changed, root, after))
+            time.sleep(ONLINE_SETTLE_SECONDS * passes)
     except FileNotFoundError as exc:
         snap.remove()
+        if online and passes < attempts:
+            return take_snapshot(palace, work_dir, kg_path, online=True, attempts=attempts - passes - 1)
         raise SourceChanged(f"a file of the palace vanished while it was read: {exc.filename}",
                             "stop every MemPalace process (MCP server, daemon, miners) and rerun") from None
     except BaseException:
@@ -173,11 +213,19 @@ def take_snapshot(palace: Path, work_dir: Path, kg_path: Path | None = None) -> 
     if after != before:
         changed = sorted(set(before.items()) ^ set(after.items()))
         snap.remove()
+        if online:
+            raise SourceChanged(
+                f"the palace kept changing through {passes} copies ({len(changed)} file(s), e.g. {changed[0][0]})",
+                "rerun when MemPalace is quieter, or stop its writers for the few seconds of the copy",
+                changed=[c[0] for c in changed])
         raise SourceChanged(
             f"the palace changed while it was read ({len(changed)} file(s), e.g. {changed[0][0]}): a live writer",
-            "stop every MemPalace process (MCP server, daemon, miners, hooks) and rerun",
+            "stop every MemPalace process (MCP server, daemon, miners, hooks) and rerun, "
+            "or migrate with --online and catch up with `palace-pg sync`",
             changed=[c[0] for c in changed],
         )
+    snap.files = [entries[rel] for rel, _ in source_files(palace, kg_path) if rel in entries]
+    snap.passes = passes
     snap.palace.mkdir(parents=True, exist_ok=True)
     if kg_path is not None:
         snap.kg_path = (snap.palace / Path(kg_path).resolve().relative_to(palace.resolve())) if _is_inside(kg_path, palace) \

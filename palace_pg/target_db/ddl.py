@@ -7,6 +7,7 @@ indexes built the same way, and rows copied in with the same binary COPY.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import psycopg
@@ -86,6 +87,14 @@ def cluster_by_wing(conn: psycopg.Connection, table: str) -> bool:
         return False
     conn.execute(sql.SQL("CLUSTER {} USING {}").format(qualified(table), sql.Identifier(index)))
     return True
+
+
+def put_file(conn: psycopg.Connection, path: str, content: bytes) -> None:
+    """One of the palace's small files in ``mempalace.files`` (inserted or replaced)."""
+    conn.execute(sql.SQL(
+        "INSERT INTO {} (path, content, sha256) VALUES (%s, %s, %s) ON CONFLICT (path) DO UPDATE "
+        "SET content = EXCLUDED.content, sha256 = EXCLUDED.sha256").format(qualified("files")),
+        [path, content, hashlib.sha256(content).hexdigest()])
 
 
 # -- rows ---------------------------------------------------------------------------------

@@ -22,8 +22,12 @@ _ROW_QUERIES = {
 }
 
 
-def target_fingerprint(conn: psycopg.Connection) -> dict[str, str]:
-    """{table: sha256 hex} for every data table and the KG."""
+def target_fingerprint(conn: psycopg.Connection, *, with_seq: bool = True) -> dict[str, str]:
+    """{table: sha256 hex} for every data table and the KG.
+
+    ``with_seq=False`` leaves out each row's ``seq`` (the order it was read in): a target caught up
+    by ``sync`` then equals a fresh migration of the palace as it is now.
+    """
     out: dict[str, str] = {}
     tables = [r[0] for r in conn.execute(sql.SQL("SELECT table_name FROM {} ORDER BY 1")
                                          .format(schema.qualified("collections"))).fetchall()]
@@ -31,8 +35,8 @@ def target_fingerprint(conn: psycopg.Connection) -> dict[str, str]:
         digest = hashlib.sha256()
         with conn.cursor() as cur:
             cur.execute(sql.SQL(
-                "SELECT id, document, metadata::text, encode(vector_send(embedding), 'hex'), seq FROM {} ORDER BY id")
-                .format(schema.qualified(table)))
+                "SELECT id, document, metadata::text, encode(vector_send(embedding), 'hex'), {} FROM {} ORDER BY id")
+                .format(sql.SQL("seq") if with_seq else sql.SQL("NULL"), schema.qualified(table)))
             for row in cur:
                 digest.update(repr(row).encode())
         out[table] = digest.hexdigest()

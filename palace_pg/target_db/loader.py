@@ -118,14 +118,18 @@ def _reject_payload(rid: str, doc, meta) -> bytes:
     return json.dumps({"id": rid, "document": doc, "metadata": meta}, ensure_ascii=True, allow_nan=True).encode()
 
 
-def _stored_id(rid: str) -> str:
+def stored_id(rid: str) -> str:
     # an id PostgreSQL cannot hold is kept JSON-escaped (the reject's payload has it exactly)
     return rid if _text_problem(rid) is None else json.dumps(rid)
 
 
 def copy_batch(conn: psycopg.Connection, table: str, collection: str, *, ids, documents, metadatas,
-               embeddings: np.ndarray, first_seq: int, dimension: int | None) -> BatchResult:
-    """COPY the good rows, keep the bad ones in rejects.  Runs inside the caller's transaction."""
+               embeddings: np.ndarray, first_seq: int = 0, dimension: int | None,
+               seqs: list[int] | None = None) -> BatchResult:
+    """COPY the good rows, keep the bad ones in rejects.  Runs inside the caller's transaction.
+
+    Row ``i`` gets ``seq`` ``first_seq + i``, or ``seqs[i]`` when given (a sync keeps an updated row's).
+    """
     result = BatchResult()
     prepared = [prepare_metadata(m) for m in metadatas]
     vectors = np.asarray(embeddings, dtype=np.float32)
@@ -151,7 +155,8 @@ def copy_batch(conn: psycopg.Connection, table: str, collection: str, *, ids, do
     if good:
         copy_rows(conn, table, ((ids[i], documents[i],
                                  Jsonb(prepared[i].jsonb_text, dumps=_as_is) if prepared[i].jsonb_text is not None
-                                 else None, vectors[i], first_seq + i) for i in good))
+                                 else None, vectors[i], seqs[i] if seqs is not None else first_seq + i)
+                                for i in good))
         result.loaded = len(good)
     # the digests of every row read (rejected ones too), for verification
     stmt = sql.SQL("COPY {} (collection, id, document, metadata, vector) FROM STDIN WITH (FORMAT BINARY)").format(
@@ -159,7 +164,7 @@ def copy_batch(conn: psycopg.Connection, table: str, collection: str, *, ids, do
     with conn.cursor() as cur, cur.copy(stmt) as copy:
         copy.set_types(["text", "text", "bytea", "bytea", "bytea"])
         for i, (rid, vec_sha) in enumerate(zip(ids, vector_digests(vectors))):
-            copy.write_row((collection, _stored_id(rid), document_digest(documents[i]), prepared[i].digest, vec_sha))
+            copy.write_row((collection, stored_id(rid), document_digest(documents[i]), prepared[i].digest, vec_sha))
     for rej in result.rejected:
         i = rej.pop("index")
         rid = ids[i]
@@ -167,6 +172,6 @@ def copy_batch(conn: psycopg.Connection, table: str, collection: str, *, ids, do
             "INSERT INTO {} (collection, id, reason, payload, vector) VALUES (%s, %s, %s, %s, %s) "
             "ON CONFLICT (collection, id) DO UPDATE SET reason = EXCLUDED.reason, payload = EXCLUDED.payload, "
             "vector = EXCLUDED.vector").format(qualified("rejects")),
-            [collection, _stored_id(rid), rej["reason"], _reject_payload(rid, documents[i], metadatas[i]),
+            [collection, stored_id(rid), rej["reason"], _reject_payload(rid, documents[i], metadatas[i]),
              np.asarray(embeddings[i], dtype="<f4").tobytes()])
     return result

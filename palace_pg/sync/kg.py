@@ -1,0 +1,55 @@
+"""Bring the knowledge graph up to date: entities and triples added or changed since the last read.
+
+MemPalace's ``KnowledgeGraph`` adds entities and triples and closes facts
+(``invalidate``/``supersede`` set ``valid_to``); it deletes nothing.  So the
+source rows are compared with the target's, by id and every column, and each
+new or changed row is written through the store (``put_entity`` keeps an
+entity's edges; ``put_triple`` replaces the edge), entities first so every
+edge finds its ends.  A row the target holds and the source no longer does
+means the sqlite file was edited behind MemPalace's back: refused, not guessed.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from ..errors import PalacePgError
+from ..faults import crash_point
+from ..target_db.compare import diff_rows
+
+
+def _store(conn: psycopg.Connection):
+    from ..kg.age_store import AgeStore
+
+    store = AgeStore(conn)
+    store.prepare_session()
+    return store
+
+
+def _target_rows(conn: psycopg.Connection) -> tuple[list[dict], list[dict]]:
+    from ..kg.age_store import read_entities, read_triples
+
+    return read_entities(conn), read_triples(conn)
+
+
+def sync_kg(conn: psycopg.Connection, entities: list[dict], triples: list[dict]) -> dict:
+    target_entities, target_triples = _target_rows(conn)
+    e_diff, t_diff = diff_rows(entities, target_entities), diff_rows(triples, target_triples)
+    if e_diff.extra or t_diff.extra:
+        raise PalacePgError(
+            f"the source knowledge graph lost {len(e_diff.extra)} entit(ies) and {len(t_diff.extra)} triple(s) "
+            f"the target holds (e.g. {(e_diff.extra + t_diff.extra)[0]!r}); MemPalace never deletes KG rows",
+            "check knowledge_graph.sqlite3; to take it as it is now, rerun `palace-pg migrate --restart`")
+    by_id = {"entities": {r["id"]: r for r in entities}, "triples": {r["id"]: r for r in triples}}
+    out = {"entities_added": len(e_diff.missing), "entities_changed": len(e_diff.changed_ids),
+           "triples_added": len(t_diff.missing), "triples_changed": len(t_diff.changed_ids)}
+    if not any(out.values()):
+        return out
+    with conn.transaction():
+        store = _store(conn)
+        for rid in e_diff.missing + e_diff.changed_ids:
+            store.put_entity(by_id["entities"][rid])
+        for rid in t_diff.missing + t_diff.changed_ids:
+            store.put_triple(by_id["triples"][rid])
+        crash_point("sync")
+    return out

@@ -1,0 +1,114 @@
+"""Bring one collection's table up to date with the palace: exactly the rows added, changed or deleted.
+
+The candidates (rows written since the watermark, :mod:`.changes`) are read
+through chromadb itself (``get(ids=…)`` in a throwaway process, which replays
+the write queue as MemPalace sees it); each one's digests (document, typed
+metadata, vector bits) are compared with what the target last read of it
+(``source_digests``), and only rows that differ are written: deleted with
+their digest and any reject, then copied in again by the migration's own
+loader, in batches that each commit with their digests.  The digests are the
+checkpoint: a killed sync's rerun finds the rows it already wrote equal and
+writes only the rest.  A row keeps its ``seq``; a new row's ``seq`` is its
+Chroma write seq_id (above every migrated row's), so a resumed sync and an
+uninterrupted one write the same values.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from ..faults import crash_point
+from ..source.chroma_reader import CollectionFacts, TailRead
+from ..target_db import schema
+from ..target_db.loader import copy_batch, document_digest, prepare_metadata, stored_id, vector_digest
+from .changes import CollectionChanges
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RowChanges:
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0  # candidates whose content the target already holds (a rewrite, or a resumed sync)
+    rejected: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"added": self.added, "updated": self.updated, "deleted": self.deleted,
+                "candidates_unchanged": self.unchanged, "rejected": len(self.rejected)}
+
+    @property
+    def written(self) -> int:
+        return self.added + self.updated + self.deleted
+
+
+def _stored_digests(conn: psycopg.Connection, collection: str, ids: list[str] | None = None) -> dict[str, tuple]:
+    where = sql.SQL("collection = %s") + (sql.SQL(" AND id = ANY(%s)") if ids is not None else sql.SQL(""))
+    return {rid: (doc, meta, vec) for rid, doc, meta, vec in conn.execute(
+        sql.SQL("SELECT id, document, metadata, vector FROM {} WHERE ").format(schema.qualified("source_digests"))
+        + where, [collection] + ([ids] if ids is not None else []))}
+
+
+def _digests(doc, meta, vector) -> tuple:
+    return document_digest(doc), prepare_metadata(meta).digest, vector_digest(vector)
+
+
+def _forget(conn: psycopg.Connection, table: str, collection: str, ids: list[str]) -> None:
+    """Remove rows with their digests and rejects (inside the caller's transaction)."""
+    conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(schema.qualified(table)), [ids])
+    for bookkeeping in ("source_digests", "rejects"):
+        conn.execute(sql.SQL("DELETE FROM {} WHERE collection = %s AND id = ANY(%s)").format(
+            schema.qualified(bookkeeping)), [collection, ids])
+
+
+def sync_rows(conn: psycopg.Connection, palace, facts: CollectionFacts, table: str, changes: CollectionChanges, *,
+              batch_size: int, emit) -> RowChanges:
+    out = RowChanges()
+    known = set(_stored_digests(conn, facts.name))  # every id the target has read (rejected ones too)
+    fresh = TailRead(palace, facts.name, changes.candidate_ids).result() if changes.candidates else {}
+    candidates = set(changes.candidate_ids)
+    present = {stored_id(rid) for rid in changes.present if rid not in candidates or rid in fresh}
+    deleted = sorted(known - present)
+    stored = _stored_digests(conn, facts.name, [stored_id(rid) for rid in fresh])
+    write: list[tuple[str, int]] = []
+    for rid, seq in changes.candidates:
+        if rid not in fresh:
+            continue  # written, then deleted by a later write still in the queue: counted in `deleted`
+        if stored.get(stored_id(rid)) == _digests(*fresh[rid]):
+            out.unchanged += 1
+        else:
+            write.append((rid, seq))
+    total = len(write) + len(deleted)
+    emit(facts.name, 0, total)
+    if deleted:
+        with conn.transaction():
+            _forget(conn, table, facts.name, deleted)
+        out.deleted = len(deleted)
+        crash_point("sync")
+    for start in range(0, len(write), batch_size):
+        batch = write[start: start + batch_size]
+        ids = [rid for rid, _ in batch]
+        with conn.transaction():
+            kept_seq = dict(conn.execute(sql.SQL("SELECT id, seq FROM {} WHERE id = ANY(%s)").format(
+                schema.qualified(table)), [ids]).fetchall())
+            _forget(conn, table, facts.name, [stored_id(rid) for rid in ids])
+            rows = [fresh[rid] for rid in ids]
+            result = copy_batch(conn, table, facts.name, ids=ids, documents=[r[0] for r in rows],
+                                metadatas=[r[1] for r in rows],
+                                embeddings=np.stack([np.asarray(r[2], dtype=np.float32) for r in rows]),
+                                dimension=facts.dimension, seqs=[kept_seq.get(rid, seq) for rid, seq in batch])
+            crash_point("sync")
+        updated = sum(1 for rid in ids if stored_id(rid) in known)
+        out.updated += updated
+        out.added += len(ids) - updated
+        out.rejected += result.rejected
+        for rej in result.rejected:
+            log.warning("rejected %s/%s: %s", facts.name, rej["id"], rej["reason"])
+        emit(facts.name, len(deleted) + start + len(batch), total)
+    return out

@@ -1,0 +1,198 @@
+"""Online migration, sync and cutover with catch-up (issue 16), against real palaces written by MemPalace.
+
+Writes go through MemPalace's own API (``ChromaBackend`` collections with explicit vectors, and
+``KnowledgeGraph``), during and after an online migration; every one must arrive, a rerun writes
+nothing, and the caught-up target equals a fresh migration of the palace as it is now.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from palace_pg import engine
+from palace_pg.dsn import connect
+from palace_pg.phases.base import MigrationOptions
+from palace_pg.source.kg_reader import resolve_kg_path
+from palace_pg.source.snapshot import hash_palace
+from palace_pg.target_db import state
+from palace_pg.target_db.fingerprint import target_fingerprint
+
+from palaces import copy_of, generated
+
+
+def _opts(palace, dsn, tmp_path, **kw) -> MigrationOptions:
+    return MigrationOptions(palace=palace, dsn=dsn, batch_size=kw.pop("batch_size", 50), work_dir=tmp_path / "work",
+                            recall_queries=kw.pop("recall_queries", 20), **kw)
+
+
+def _vector(seed: int) -> list[float]:
+    v = np.random.default_rng(seed).standard_normal(384).astype(np.float32)
+    return (v / np.linalg.norm(v)).tolist()
+
+
+def _write_through_mempalace(palace, round_: int) -> dict:
+    """One round of every kind of write MemPalace makes: drawers add/upsert/update/delete, closets, KG."""
+    from mempalace.backends.chroma import ChromaBackend
+    from mempalace.knowledge_graph import KnowledgeGraph
+
+    drawers = ChromaBackend().get_collection(str(palace), "mempalace_drawers")
+    existing = drawers.get(limit=6, include=["metadatas"])
+    ids = existing.ids if hasattr(existing, "ids") else existing["ids"]
+    new_ids = [f"drawer_sync_{round_}_{i}" for i in range(3)]
+    drawers.add(ids=new_ids, documents=[f"new drawer {round_}/{i} about sync" for i in range(3)],
+                metadatas=[{"wing": "sync", "room": f"r{round_}", "chunk_index": i, "weight": 1.5, "flag": True}
+                           for i in range(3)],
+                embeddings=[_vector(1000 * round_ + i) for i in range(3)])
+    drawers.upsert(ids=[ids[0]], documents=[f"upserted in round {round_}"], metadatas=[{"wing": "sync", "n": round_}],
+                   embeddings=[_vector(5000 + round_)])
+    drawers.update(ids=[ids[1]], metadatas=[{"wing": "moved", "room": "updated", "round": round_}])
+    drawers.delete(ids=[ids[2 + round_]])
+    closets = ChromaBackend().get_collection(str(palace), "mempalace_closets")
+    closets.add(ids=[f"closet_sync_{round_}"], documents=[f"pointer line {round_}"], metadatas=[{"wing": "sync"}],
+                embeddings=[_vector(9000 + round_)])
+    kg = KnowledgeGraph(str(resolve_kg_path(palace)))
+    kg.add_triple(f"Sync{round_}", "knows", "Alice", valid_from="2026-12-01")
+    kg.add_triple(f"Sync{round_}", "works_on", "Palace", valid_from="2026-12-01")
+    kg.invalidate(f"Sync{round_}", "knows", "Alice", ended="2026-12-02")
+    kg.supersede(f"Sync{round_}", "works_on", "Palace", "PostgreSQL", at="2026-12-03")
+    if round_:
+        kg.invalidate(f"Sync{round_ - 1}", "works_on", "PostgreSQL", ended="2026-12-04")  # a fact of an earlier round
+    kg.close()
+    return {"added": new_ids, "upserted": ids[0], "updated": ids[1], "deleted": ids[2 + round_]}
+
+
+def _fresh_migration_fingerprint(pg_server, palace, tmp_path, name) -> dict:
+    dsn = pg_server.create_database(name)
+    try:
+        engine.migrate(_opts(palace, dsn, tmp_path / name))
+        with connect(dsn) as conn:
+            return target_fingerprint(conn, with_seq=False)
+    finally:
+        pg_server.drop_database(name)
+
+
+def test_online_migration_then_syncs_carry_every_write(pg_server, fresh_db, tmp_path):
+    palace = copy_of(generated(300, 11), tmp_path / "src")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer():  # MemPalace writing while the online copy runs
+        try:
+            _write_through_mempalace(palace, 0)
+        except BaseException as exc:  # pragma: no cover - shown by the assert below
+            errors.append(exc)
+        stop.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    summary = engine.migrate(_opts(palace, fresh_db, tmp_path, online=True))
+    thread.join()
+    assert not errors, errors
+    assert summary["status"] == "done"
+
+    wrote = _write_through_mempalace(palace, 1)  # and after the copy
+    first = engine.sync(_opts(palace, fresh_db, tmp_path, online=True))
+    assert first["status"] == "synced" and first["wrote"]
+    drawers = first["collections"]["mempalace_drawers"]
+    assert drawers["added"] >= 3 and drawers["updated"] >= 2 and drawers["deleted"] >= 1
+    # round 0 raced the online copy: its facts arrive either with the copy or now, as added or closed
+    assert first["kg"]["triples_added"] >= 3 and first["kg"]["triples_added"] + first["kg"]["triples_changed"] >= 4
+
+    # a sync with nothing new writes nothing
+    with connect(fresh_db) as conn:
+        before = target_fingerprint(conn)
+        runs_before = len(state.runs(conn))
+    again = engine.sync(_opts(palace, fresh_db, tmp_path, online=True))
+    assert again["status"] == "unchanged" and not again["wrote"]
+    with connect(fresh_db) as conn:
+        assert target_fingerprint(conn) == before
+        assert len(state.runs(conn)) == runs_before
+        ids = {r[0] for r in conn.execute("SELECT id FROM mempalace.drawers")}
+    assert set(wrote["added"]) <= ids and wrote["deleted"] not in ids
+
+    # proven: verification passes against the final palace, and the target equals a fresh migration of it
+    report = engine.verify(_opts(palace, fresh_db, tmp_path))
+    assert report["differences"] == 0
+    with connect(fresh_db) as conn:
+        caught_up = target_fingerprint(conn, with_seq=False)
+    assert caught_up == _fresh_migration_fingerprint(pg_server, palace, tmp_path, "t_sync_fresh")
+
+
+def test_a_killed_sync_resumes_to_the_same_target_and_the_source_is_untouched(pg_server, fresh_db, tmp_path):
+    palace = copy_of(generated(300, 12), tmp_path / "src")
+    engine.migrate(_opts(palace, fresh_db, tmp_path))
+    _write_through_mempalace(palace, 1)
+    source_hash = hash_palace(palace, resolve_kg_path(palace))
+    cmd = [sys.executable, "-m", "palace_pg.cli", "sync", "--palace", str(palace), "--dsn", fresh_db,
+           "--batch-size", "2", "--work-dir", str(tmp_path / "work"), "--json"]
+    for n in (1, 2, 3):  # killed after the deletes, after a batch, after the KG
+        killed = subprocess.run(cmd, env={**os.environ, "PALACE_PG_CRASH_AT": f"sync:{n}"}, capture_output=True,
+                                text=True, timeout=300)
+        assert killed.returncode == -9, killed.stdout[-1500:] + killed.stderr[-1500:]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert hash_palace(palace, resolve_kg_path(palace)) == source_hash
+    assert engine.verify(_opts(palace, fresh_db, tmp_path))["differences"] == 0
+    with connect(fresh_db) as conn:
+        resumed = target_fingerprint(conn, with_seq=False)
+    # the killed-and-resumed sync left what a fresh migration of the palace as it is now writes
+    assert resumed == _fresh_migration_fingerprint(pg_server, palace, tmp_path, "t_sync_clean")
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and '"wrote": false' in again.stdout
+
+
+def test_cutover_with_sync_stops_for_seconds_and_proves_every_row(pg_server, fresh_db, tmp_path):
+    from palace_pg.cutover import cutover_with_sync
+
+    palace = copy_of(generated(300, 13), tmp_path / "src")
+    engine.migrate(_opts(palace, fresh_db, tmp_path, online=True))
+    _write_through_mempalace(palace, 1)
+    engine.sync(_opts(palace, fresh_db, tmp_path, online=True))
+    _write_through_mempalace(palace, 2)  # the last writes before the writers stop
+    result = cutover_with_sync(_opts(palace, fresh_db, tmp_path))
+    assert result["verify"]["differences"] == 0
+    assert result["downtime_seconds"] > 0 and set(result["downtime_parts"]) >= {"snapshot", "sync", "verify", "rename"}
+    assert (palace / "palace_pg.json").is_file()
+    with connect(fresh_db) as conn:
+        ids = {r[0] for r in conn.execute("SELECT id FROM mempalace.drawers")}
+    assert {"drawer_sync_2_0", "drawer_sync_1_0"} <= ids
+
+
+@pytest.mark.parametrize("writes", [40])
+def test_an_online_snapshot_copies_again_until_the_palace_holds_still(tmp_path, writes):
+    from palace_pg.errors import SourceChanged
+    from palace_pg.source.snapshot import take_snapshot
+
+    palace = copy_of(generated(300, 7), tmp_path / "src")
+    origin = palace / ".mempalace" / "origin.json"
+
+    def writer():
+        for n in range(writes):
+            origin.write_text(f'{{"n": {n}}}')
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        with pytest.raises(SourceChanged):
+            take_snapshot(palace, tmp_path / "w1", resolve_kg_path(palace))
+    except AssertionError:
+        pass  # the writer may have finished before the copy began: then offline is fine too
+    thread.join()
+    thread = threading.Thread(target=writer)
+    thread.start()
+    snap = take_snapshot(palace, tmp_path / "w2", resolve_kg_path(palace), online=True)
+    thread.join()
+    copied = (snap.root / "palace" / ".mempalace" / "origin.json").read_text()
+    assert copied.startswith('{"n": ') and copied.endswith("}")
+    entry = next(e for e in snap.files if e.relpath == "palace/.mempalace/origin.json")
+    import hashlib
+
+    assert entry.sha256 == hashlib.sha256(copied.encode()).hexdigest()
