@@ -88,6 +88,10 @@ class EmbeddedServer:
     def _bin(self, name: str) -> str:
         return str(self.home / install.RUNTIME_NAME / "pgserver" / "pginstall" / "bin" / name)
 
+    def binary(self, name: str) -> str:
+        """A client program of the runtime (pg_dump, pg_restore, psql)."""
+        return self._bin(name)
+
     @property
     def passfile(self) -> Path:
         """``HOME/pgpass``; a data folder other than ``HOME/data`` has its own, named after its path."""
