@@ -90,18 +90,12 @@ def writer(k: int, folder: str, deadline: float, out: str, seed: int) -> None:
         n += 1
         start = time.time()
         try:
-            if op == "add":
-                key, doc = f"load-w{k}-{n}", f"writer {k} drawer {n} v0"
-                drawers[key] = "doubt"
-                col.add(ids=[key], documents=[doc], metadatas=[{"wing": f"load_w{k}", "room": "r", "n": n}],
-                        embeddings=[_vector(rng)])
-                drawers[key] = doc
-            elif op == "upsert":
-                key = rng.choice(present)
+            if op in ("add", "upsert"):
+                key = f"load-w{k}-{n}" if op == "add" else rng.choice(present)
                 doc = f"writer {k} drawer {key} v{n}"
                 drawers[key] = "doubt"
-                col.upsert(ids=[key], documents=[doc], metadatas=[{"wing": f"load_w{k}", "room": "r", "n": n}],
-                           embeddings=[_vector(rng)])
+                getattr(col, op)(ids=[key], documents=[doc], embeddings=[_vector(rng)],
+                                 metadatas=[{"wing": f"load_w{k}", "room": "r", "n": n}])
                 drawers[key] = doc
             elif op == "delete":
                 key = rng.choice(present)

@@ -73,7 +73,7 @@ def client_binary(name: str) -> str:
 
 
 def _run(tool: str, args: list[str]) -> subprocess.CompletedProcess:
-    proc = subprocess.run([client_binary(tool), *args], capture_output=True, text=True)
+    proc = subprocess.run([client_binary(tool), *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         # libpq's messages may echo a connection string: scrub before showing
         raise BackupError(f"{tool} failed (exit {proc.returncode}): {scrub(proc.stderr.strip())[-2000:]}",

@@ -17,6 +17,7 @@ import numpy as np
 import psycopg
 import pytest
 from mempalace.backends import PalaceRef
+from palaces import copy_of, generated
 
 from palace_pg import backup, engine
 from palace_pg.backend import PostgresBackend
@@ -27,8 +28,6 @@ from palace_pg.marker import Marker
 from palace_pg.phases.base import MigrationOptions
 from palace_pg.target_db import state
 from palace_pg.target_db.fingerprint import target_fingerprint
-
-from palaces import copy_of, generated
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -159,7 +158,7 @@ def test_a_failed_restore_leaves_nothing(databases, tmp_path):
 
 
 def _readme_sql(dbname: str) -> str:
-    block = re.search(r"```sql\n(.*?)```", README.read_text(), re.S).group(1)
+    block = re.search(r"```sql\n(.*?)```", README.read_text(), re.DOTALL).group(1)
     assert "ag_graph" in block
     return block.replace('"D2"', f'"{dbname}"')
 

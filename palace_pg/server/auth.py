@@ -30,14 +30,13 @@ _SCRAM_ITERATIONS = 4096  # PostgreSQL's default (scram_iterations)
 _VERIFIER = re.compile(r"SCRAM-SHA-256\$\d+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+")
 
 # No trust line anywhere: every connection, socket or TCP, proves the password.
-HBA_TEXT = "\n".join([
-    "# written by palace_pg on every `db start`: a password (scram-sha-256) for every connection",
-    "# TYPE  DATABASE  USER  ADDRESS       METHOD",
-    "local   all       all                 scram-sha-256",
-    "host    all       all   127.0.0.1/32  scram-sha-256",
-    "host    all       all   ::1/128       scram-sha-256",
-    "",
-])
+HBA_TEXT = """\
+# written by palace_pg on every `db start`: a password (scram-sha-256) for every connection
+# TYPE  DATABASE  USER  ADDRESS       METHOD
+local   all       all                 scram-sha-256
+host    all       all   127.0.0.1/32  scram-sha-256
+host    all       all   ::1/128       scram-sha-256
+"""
 
 
 def generate_password() -> str:
@@ -51,8 +50,9 @@ def scram_verifier(password: str, *, salt: bytes | None = None, iterations: int 
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     client_key = hmac.digest(salted, b"Client Key", "sha256")
     server_key = hmac.digest(salted, b"Server Key", "sha256")
-    b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(hashlib.sha256(client_key).digest())}:{b64(server_key)}"
+    stored_key = hashlib.sha256(client_key).digest()
+    salt_b64, stored_b64, server_b64 = (base64.b64encode(raw).decode() for raw in (salt, stored_key, server_key))
+    return f"SCRAM-SHA-256${iterations}:{salt_b64}${stored_b64}:{server_b64}"
 
 
 def alter_role_text(verifier: str) -> str:
