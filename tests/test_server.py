@@ -194,6 +194,9 @@ def test_a_trusting_data_folder_is_locked_by_the_next_start(pg_server: EmbeddedS
         old.stop()
         old.start(durable=False)
         _assert_locked(old)
+        old.destroy()  # a new data folder in the same place gets a new password, not the stale passfile
+        old.start(durable=False)
+        _assert_locked(old)
     finally:
         old.stop()
         shutil.rmtree(data, ignore_errors=True)

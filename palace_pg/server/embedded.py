@@ -215,7 +215,9 @@ class EmbeddedServer:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             os.chmod(self.data_dir, 0o700)
             self._own(self.data_dir)
-            # no trust, not even for a moment: pg_hba.conf and the password are set before the first start
+            # no trust, not even for a moment: pg_hba.conf and the password are set before the first start;
+            # a passfile left by a deleted data folder holds another cluster's password
+            self.passfile.unlink(missing_ok=True)
             self._run(self._bin("initdb"), "-D", str(self.data_dir), "-U", auth.SUPERUSER, "--auth-local=peer",
                       "--auth-host=reject", "-E", "UTF8", "--locale=C.UTF-8")
             with open(self.data_dir / "postgresql.conf", "a") as conf:
@@ -330,6 +332,7 @@ class EmbeddedServer:
         """Stop and delete the data folder (the runtime stays)."""
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.passfile.unlink(missing_ok=True)
 
     def status(self) -> dict:
         facts = {
