@@ -14,9 +14,9 @@ Prints a table and a JSON line:
 * source palace hash unchanged: k/k migrator processes (every file, WAL
   sidecars included, hashed after each), the killed and resumed ones included;
 * canary password leaks (0): a migration, status, a re-run and the runbooks
-  with a canary password (in the DSN and in PGPASSWORD; the embedded server
-  trusts loopback, so it is accepted and unused), and malformed or unreachable
-  DSNs holding it; scanned: stdout, stderr and -vv logs, error messages and
+  with the embedded server's real password (in the DSN and in PGPASSWORD: the
+  server asks for it, so a made-up canary would be refused), and malformed or
+  unreachable DSNs holding a canary; both are searched for; scanned: stdout, stderr and -vv logs, error messages and
   whole tracebacks, the work folder, every table palace_pg wrote, the server
   log, and the runbooks' notebooks, logs, results and manifest;
 * injection strings round-tripped n/n: as drawer ids, documents, metadata keys
@@ -92,12 +92,13 @@ class CanaryScan:
         self.leaks: list[str] = []
         self.scenarios = 0
         self.raw_echoes = 0  # control: bad DSNs whose raw psycopg/libpq error does show the canary
+        self.secrets: tuple[bytes, ...] = (CANARY.encode(),)  # plus the server's password (canary_section)
 
     def text(self, label: str, text: str | bytes) -> None:
         data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
         self.artifacts += 1
         self.bytes += len(data)
-        if CANARY.encode() in data:
+        if any(secret in data for secret in self.secrets):
             self.leaks.append(label)
 
     def tree(self, label: str, root: Path) -> None:
@@ -156,8 +157,12 @@ def canary_section(h: Harness, scan: CanaryScan, tmp: Path, runbooks: bool) -> d
     server = h.server
     log_start = server.log_file.stat().st_size if server.log_file.exists() else 0
     plain = h.database("canary")
-    with_password = plain.replace("postgres@", f"postgres:{CANARY}@", 1)
-    assert CANARY in with_password
+    from palace_pg.server import auth
+
+    password = auth.read_password(server.passfile)  # accepted by the locked server, unlike a made-up canary
+    scan.secrets += (password.encode(),)
+    with_password = plain.replace("postgres@", f"postgres:{password}@", 1)
+    assert password in with_password
     # 1. a migration, a re-run and status with the password in the DSN, logging at -vv
     scan.scenarios += 1
     rc, out, err = h.migrate(with_password, label="canary migration", extra=("-vv",))
@@ -168,7 +173,7 @@ def canary_section(h: Harness, scan: CanaryScan, tmp: Path, runbooks: bool) -> d
     scan.text("re-run -vv stdout+stderr", out + err)
     for cmd in (["-vv", "status", "--json", "--dsn", with_password], ["-vv", "status"]):
         rc3, out, err = run([sys.executable, "-m", "palace_pg.cli", *cmd],
-                            env={"PALACE_PG_DSN": with_password, "PGPASSWORD": CANARY})
+                            env={"PALACE_PG_DSN": with_password, "PGPASSWORD": password})
         scan.text(f"{' '.join(cmd[:2])} stdout+stderr", out + err)
     scan.tree("work folder", h.work)
     scan.database("target tables", plain)
@@ -206,10 +211,10 @@ def canary_section(h: Harness, scan: CanaryScan, tmp: Path, runbooks: bool) -> d
         scan.scenarios += 1
         rb_dsn = h.database("runbooks")
         ev = tmp / "evidence"
-        with env(PGPASSWORD=CANARY), captured_logs() as logs:
+        with env(PGPASSWORD=password), captured_logs() as logs:
             try:
                 result = evidence.run_runbooks(h.palace, ev, dsn=rb_dsn, confirm=True, parameters=FAST,
-                                               secret_values=(CANARY,))
+                                               secret_values=(CANARY, password))
                 rb = {"ok": result["ok"], "failed": result["failed"]}
                 scan.text("run_runbooks result", json.dumps(result, default=str))
             except Exception as exc:  # SecretLeak: the library caught a leak and archived nothing

@@ -69,8 +69,10 @@ def _connect_fix(message: str, params: dict) -> str:
     """The fix for the way the connection failed (libpq's message names it)."""
     text = message.lower()
     if "password authentication failed" in text or "no password supplied" in text:
-        return (f"check the password for user {params.get('user', '?')!r}: put it in PGPASSWORD or ~/.pgpass "
-                "(never in the DSN)")
+        # scram-sha-256 does not say whether the role exists, so both are named
+        return (f"check the password for user {params.get('user', '?')!r} and that the role exists: the embedded "
+                "server's DSN (`palace-pg db url`) names its passfile; otherwise put the password in PGPASSWORD "
+                "or ~/.pgpass (never in the DSN)")
     if "role" in text and "does not exist" in text:
         return f"create the role {params.get('user', '?')!r} on the server, or connect as an existing user"
     if "database" in text and "does not exist" in text:

@@ -2,8 +2,8 @@
 
 MemPalace's backend registry detects a migrated palace by this file
 (``PostgresBackend.detect``), and the AGE knowledge graph finds its database
-through it.  It never holds a password: libpq supplies one from PGPASSWORD,
-~/.pgpass or a service file.  ``PALACE_PG_DSN`` overrides the recorded target.
+through it.  It never holds a password: libpq supplies one from the passfile
+the DSN names (the embedded server's), PGPASSWORD, ~/.pgpass or a service file.  ``PALACE_PG_DSN`` overrides the recorded target.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from .errors import PalacePgError
 from .target_db.schema import GRAPH, SCHEMA, SCHEMA_VERSION
 
 MARKER_NAME = "palace_pg.json"
-_TARGET_KEYS = ("host", "port", "dbname", "user", "sslmode", "service")
+# passfile: the path of libpq's password file (the embedded server's), never the password itself
+_TARGET_KEYS = ("host", "port", "dbname", "user", "sslmode", "service", "passfile")
 
 
 @dataclass

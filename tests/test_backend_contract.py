@@ -23,6 +23,7 @@ from mempalace.backends.base import (
     UnsupportedCapabilityError,
     UnsupportedFilterError,
 )
+from psycopg.conninfo import conninfo_to_dict
 
 from palace_pg.backend import PostgresBackend
 from palace_pg.marker import MARKER_NAME, read_marker
@@ -372,7 +373,7 @@ def test_open_states_and_detection(backend, tmp_path, fresh_db):
     assert PostgresBackend.detect(str(path)) and col._backend is backend
     marker = read_marker(path)
     assert "password" not in (path / MARKER_NAME).read_text().lower()
-    assert marker.target["dbname"] == fresh_db.rsplit("/", 1)[1]
+    assert marker.target["dbname"] == conninfo_to_dict(fresh_db)["dbname"]
     with pytest.raises(CollectionNotInitializedError):
         backend.get_collection(palace=ref, collection_name="mempalace_closets")
     # legacy positional form, and the marker alone finds the database

@@ -4,7 +4,7 @@ What is proven here: the notebooks run as committed (nbmake); injected parameter
 reach them and are recorded; a misspelt parameter fails; a failed check is a failed
 cell and a non-zero exit; the write gate refuses headless without ``confirm``; the
 archived progress board reads "done"; the evidence manifest hashes what is on disk;
-and a canary password reaches no notebook, log, manifest or traceback.
+and the server's password (as PGPASSWORD) reaches no notebook, log, manifest or traceback.
 """
 
 from __future__ import annotations
@@ -46,18 +46,21 @@ def palace(tmp_path) -> Path:
 
 
 @pytest.fixture
-def canary_env(monkeypatch):
-    """The canary as the libpq password (the server trusts loopback, so it is accepted and unused)."""
-    monkeypatch.setenv("PGPASSWORD", CANARY)
-    return CANARY
+def canary_env(monkeypatch, pg_server):
+    """The embedded server's real password as PGPASSWORD (it asks for one, so a canary would be refused)."""
+    from palace_pg.server import auth
+
+    password = auth.read_password(pg_server.passfile)
+    monkeypatch.setenv("PGPASSWORD", password)
+    return password
 
 
-def _assert_no_canary(root: Path, *texts: str) -> None:
+def _assert_no_canary(root: Path, *texts: str, canary: str = CANARY) -> None:
     for path in root.rglob("*"):
         if path.is_file():
-            assert CANARY.encode() not in path.read_bytes(), f"canary found in {path}"
+            assert canary.encode() not in path.read_bytes(), f"canary found in {path}"
     for text in texts:
-        assert CANARY not in text
+        assert canary not in text
 
 
 # -- the notebooks as committed ----------------------------------------------------------------
@@ -200,7 +203,7 @@ def test_run_runbooks_archives_evidence_and_never_the_canary(tmp_path, fresh_db,
     text = board["data"]["text/plain"]
     assert "running" not in text and "pending" not in text and text.count("done") >= len(engine.PHASES)
     out, err = capfd.readouterr()
-    _assert_no_canary(ev, out, err, caplog.text, json.dumps(result))
+    _assert_no_canary(ev, out, err, caplog.text, json.dumps(result), canary=canary_env)
 
 
 @pytest.mark.notebooks

@@ -7,16 +7,26 @@ world-traversable folders under ``PALACE_PG_HOME`` (default
 
 Durable by default (fsync, full_page_writes, synchronous_commit on).  The fast
 mode turns them off for tests only; ``status`` says which mode runs.
+
+Locked (see auth.py): scram-sha-256 on TCP and the socket, the superuser's
+generated password in ``PALACE_PG_HOME/pgpass`` (0600, owned by whoever ran
+``db start``), the socket 0700.  ``url()`` names the passfile, never the
+password.  A data folder made before the lock (trust lines) is locked by its
+next ``start``: the password is set (over the still-trusted connection when
+it runs, in single-user mode when it does not), pg_hba.conf is rewritten and
+the server reloaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pwd
 import shutil
 import subprocess
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +34,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import ServerError
-from . import install
+from . import auth, install
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +88,32 @@ class EmbeddedServer:
     def _bin(self, name: str) -> str:
         return str(self.home / install.RUNTIME_NAME / "pgserver" / "pginstall" / "bin" / name)
 
+    def binary(self, name: str) -> str:
+        """A client program of the runtime (pg_dump, pg_restore, psql)."""
+        return self._bin(name)
+
+    @property
+    def passfile(self) -> Path:
+        """``HOME/pgpass``; a data folder other than ``HOME/data`` has its own, named after its path."""
+        if self.data_dir == self.home / "data":
+            return self.home / auth.PASSFILE_NAME
+        tag = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:12]
+        return self.home / f"{auth.PASSFILE_NAME}-{tag}"
+
     def url(self, dbname: str | None = None) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname or self.dbname}"
+        """The DSN: the password comes from the passfile it names (libpq's ``passfile=``)."""
+        passfile = urllib.parse.quote(str(self.passfile), safe="/")
+        return f"{self._url_without_password(dbname)}?passfile={passfile}"
+
+    def _url_without_password(self, dbname: str | None = None) -> str:
+        return f"postgresql://{auth.SUPERUSER}@127.0.0.1:{self.port}/{dbname or self.dbname}"
 
     # -- process helpers ---------------------------------------------------------------
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def _run(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
         cmd = list(args)
         if _as_root():
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/")
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/", input=stdin)
         if check and proc.returncode != 0:
             raise ServerError(
                 f"`{' '.join(args[:2])}` failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}",
@@ -150,6 +177,8 @@ class EmbeddedServer:
             "listen_addresses = '127.0.0.1'",
             f"port = {self.port}",
             f"unix_socket_directories = '{self.run_dir}'",
+            "unix_socket_permissions = 0700",  # the owner only (root passes anyway); applies at restart
+            "password_encryption = 'scram-sha-256'",
             "shared_preload_libraries = 'age'",
             f"fsync = {flag}",
             f"full_page_writes = {flag}",
@@ -179,16 +208,23 @@ class EmbeddedServer:
             durable = self.durable() if self.initialised() else True
         for folder in (self.data_dir.parent, self.run_dir, self.log_file.parent):
             folder.mkdir(parents=True, exist_ok=True)
+        # the socket folder is the owner's alone, at once (unix_socket_permissions waits for a restart)
+        os.chmod(self.run_dir, 0o700)
         self._own(self.run_dir, self.log_file.parent)
         if not self.initialised():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             os.chmod(self.data_dir, 0o700)
             self._own(self.data_dir)
-            self._run(self._bin("initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth-local=trust",
-                      "--auth-host=trust", "-E", "UTF8", "--locale=C.UTF-8")
+            # no trust, not even for a moment: pg_hba.conf and the password are set before the first start;
+            # a passfile left by a deleted data folder holds another cluster's password
+            self.passfile.unlink(missing_ok=True)
+            self._run(self._bin("initdb"), "-D", str(self.data_dir), "-U", auth.SUPERUSER, "--auth-local=peer",
+                      "--auth-host=reject", "-E", "UTF8", "--locale=C.UTF-8")
             with open(self.data_dir / "postgresql.conf", "a") as conf:
                 conf.write(f"\ninclude_if_exists = '{_SETTINGS_FILE}'\n")
         changed = self._write_settings(durable)
+        self._ensure_password()
+        changed = self._write_hba() or changed
         if self.running():
             if changed:
                 self._run(self._bin("pg_ctl"), "-D", str(self.data_dir), "reload")
@@ -200,6 +236,57 @@ class EmbeddedServer:
                       "-t", "60", "start")
         self._ensure_database()
         return self.status()
+
+    # -- the lock (auth.py) -------------------------------------------------------------
+    def _ensure_password(self) -> None:
+        """Give the superuser the passfile's password, generating both when there is no passfile yet."""
+        if self.passfile.is_file():
+            auth.check_private(self.passfile)
+            return
+        pending = self.passfile.with_name(self.passfile.name + ".new")
+        if pending.is_file():  # a start that stopped between writing it and setting it
+            password = auth.read_password(pending)
+        else:
+            password = auth.generate_password()
+            auth.write_private(pending, auth.passfile_text(password, self.run_dir))
+        verifier = auth.scram_verifier(password)
+        if self.running():
+            self._set_password_live(verifier)
+        else:
+            self._set_password_single_user(verifier)
+        os.replace(pending, self.passfile)
+        log.info("the embedded server's superuser password is set; libpq reads it from %s", self.passfile)
+
+    def _set_password_live(self, verifier: str) -> None:
+        # a server running since before the lock still trusts loopback: set the password through that
+        try:
+            with psycopg.connect(self._url_without_password("postgres"), autocommit=True, connect_timeout=5) as conn:
+                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(auth.SUPERUSER), sql.Literal(verifier)))
+        except psycopg.OperationalError as exc:
+            raise ServerError(
+                f"the running server asks for a password and {self.passfile} is missing ({exc.sqlstate or 'no sqlstate'})",
+                "`palace-pg db stop`, then `palace-pg db start` sets a new password while the server is down",
+            ) from None
+
+    def _set_password_single_user(self, verifier: str) -> None:
+        proc = self._run(self._bin("postgres"), "--single", "-D", str(self.data_dir), "postgres",
+                         stdin=auth.alter_role_text(verifier) + "\n")
+        if "ERROR" in proc.stderr or "FATAL" in proc.stderr:
+            raise ServerError(f"setting the superuser's password failed: {proc.stderr.strip()[:500]}",
+                              f"read {self.log_file}; `palace-pg db start` retries with the same password")
+
+    def _write_hba(self) -> bool:
+        """Write our pg_hba.conf (scram-sha-256 only); True when it changed."""
+        hba = self.data_dir / "pg_hba.conf"
+        if hba.is_file() and hba.read_text() == auth.HBA_TEXT:
+            return False
+        tmp = hba.with_suffix(".tmp")
+        tmp.write_text(auth.HBA_TEXT)
+        os.chmod(tmp, 0o600)
+        self._own(tmp)
+        os.replace(tmp, hba)
+        return True
 
     def _checkpoint(self) -> None:
         # After fast mode, make every page written without fsync durable now.
@@ -245,6 +332,7 @@ class EmbeddedServer:
         """Stop and delete the data folder (the runtime stays)."""
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.passfile.unlink(missing_ok=True)
 
     def status(self) -> dict:
         facts = {
