@@ -153,7 +153,7 @@ def cutover_with_sync(options, progress=None) -> dict:
     renamed_at = time.monotonic()
     result = cutover(options.palace, options.dsn)
     parts = {**synced["seconds"], "rename": round(time.monotonic() - renamed_at, 2)}
-    return {**result, "sync": {k: synced[k] for k in ("status", "collections", "kg", "carried_files")},
+    return {**result, "sync": {k: synced.get(k) for k in ("status", "collections", "kg", "carried_files", "parts")},
             "verify": {"differences": synced["verify"]["differences"],
                        "collections": {k: {f: v[f] for f in ("source_rows", "target_rows", "rows_compared",
                                                              "mismatched_fields")}

@@ -73,6 +73,7 @@ class _Plan:
     tail: dict[str, tuple]        # id -> (document, metadata, vector) for ids the queue tail touched
     vectors: "_Vectors | None"
     positions: np.ndarray         # record index in data_level0.bin per row (-1: from the tail)
+    index: dict[str, int] | None = None  # row per id, built on the first lookup by id
 
 
 class DirectReader:
@@ -106,9 +107,27 @@ class DirectReader:
         try:
             for offset in range(start, total, batch_size):
                 end = min(offset + batch_size, total)
-                yield self._page(db, plan, offset, end, dimension, include_embeddings)
+                yield self._page(db, plan, np.arange(offset, end), dimension, include_embeddings)
         finally:
             db.close()
+
+    def rows(self, name: str, ids: list[str]) -> dict[str, tuple]:
+        """{id: (document, metadata, float32 vector)} for the given ids the collection holds (a sync's reads)."""
+        plan = self._plan(name)
+        if plan is None:
+            return TailRead(self.palace, name, list(ids)).result()
+        if plan.index is None:
+            plan.index = {rid: i for i, rid in enumerate(plan.ids)}
+        rows = np.array(sorted(plan.index[rid] for rid in ids if rid in plan.index), dtype=np.int64)
+        out: dict[str, tuple] = {}
+        db = sqlite_ro(self.palace / "chroma.sqlite3")
+        try:
+            for start in range(0, len(rows), MAX_PAGE):
+                batch = self._page(db, plan, rows[start:start + MAX_PAGE], self._facts[name].dimension or 0, True)
+                out.update(zip(batch.ids, zip(batch.documents, batch.metadatas, batch.embeddings)))
+        finally:
+            db.close()
+        return out
 
     def close(self) -> None:
         for pending in self._tails.values():
@@ -121,20 +140,27 @@ class DirectReader:
             self._chroma = None
 
     # -- one page ------------------------------------------------------------------------
-    def _page(self, db: sqlite3.Connection, plan: _Plan, start: int, end: int, dimension: int,
+    def _page(self, db: sqlite3.Connection, plan: _Plan, rows: np.ndarray, dimension: int,
               include_embeddings: bool) -> Batch:
-        ids = plan.ids[start:end]
-        keys = plan.row_keys[start:end]
+        """The rows at these indices of the plan (a contiguous range for the load, any for a sync)."""
+        ids = [plan.ids[i] for i in rows]
+        keys = plan.row_keys[rows]
         in_sqlite = keys[keys >= 0]
         docs: dict[int, str | None] = {}
         metas: dict[int, dict] = {}
         if in_sqlite.size:
             # chromadb writes exactly one value column per key, and sqlite's COALESCE keeps that
             # value's own type (TEXT, INTEGER or REAL); a bool is an INTEGER in bool_value
-            rows = db.execute(
+            low, high = int(in_sqlite.min()), int(in_sqlite.max())
+            where, args = ("id BETWEEN ? AND ?", [low, high]) if high - low < 4 * in_sqlite.size else (
+                "id IN (SELECT value FROM json_each(?))", [json.dumps(in_sqlite.tolist())])
+            rows_ = db.execute(
                 "SELECT id, key, COALESCE(string_value, int_value, float_value), bool_value FROM embedding_metadata "
-                "WHERE id BETWEEN ? AND ? ORDER BY id", [int(in_sqlite.min()), int(in_sqlite.max())]).fetchall()
-            for key, group in groupby(rows, itemgetter(0)):
+                f"WHERE {where} ORDER BY id", args).fetchall()  # `where` is one of two fixed strings
+            wanted = set(in_sqlite.tolist())
+            for key, group in groupby(rows_, itemgetter(0)):
+                if key not in wanted:
+                    continue
                 meta = {}
                 for _, mkey, value, flag in group:
                     meta[mkey] = value if flag is None else flag == 1
@@ -152,7 +178,7 @@ class DirectReader:
             metadatas.append(meta)
         if include_embeddings:
             vectors = np.empty((len(ids), dimension), dtype=np.float32)
-            pos = plan.positions[start:end]
+            pos = plan.positions[rows]
             direct = pos >= 0
             if direct.any():
                 vectors[direct] = plan.vectors.read(pos[direct])
@@ -160,7 +186,7 @@ class DirectReader:
                 vectors[j] = plan.tail[ids[j]][2]
         else:
             vectors = np.zeros((len(ids), 0), np.float32)
-        return Batch(start, ids, documents, metadatas, vectors)
+        return Batch(int(rows[0]) if len(rows) else 0, ids, documents, metadatas, vectors)
 
     # -- planning ------------------------------------------------------------------------
     def needs_chromadb(self, name: str) -> bool:

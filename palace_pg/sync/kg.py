@@ -11,6 +11,8 @@ means the sqlite file was edited behind MemPalace's back: refused, not guessed.
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 
 from ..errors import PalacePgError
@@ -33,7 +35,9 @@ def _target_rows(conn: psycopg.Connection) -> tuple[list[dict], list[dict]]:
 
 
 def sync_kg(conn: psycopg.Connection, entities: list[dict], triples: list[dict]) -> dict:
+    started = time.monotonic()
     target_entities, target_triples = _target_rows(conn)
+    read_seconds = round(time.monotonic() - started, 2)
     e_diff, t_diff = diff_rows(entities, target_entities), diff_rows(triples, target_triples)
     if e_diff.extra or t_diff.extra:
         raise PalacePgError(
@@ -43,8 +47,10 @@ def sync_kg(conn: psycopg.Connection, entities: list[dict], triples: list[dict])
     by_id = {"entities": {r["id"]: r for r in entities}, "triples": {r["id"]: r for r in triples}}
     out = {"entities_added": len(e_diff.missing), "entities_changed": len(e_diff.changed_ids),
            "triples_added": len(t_diff.missing), "triples_changed": len(t_diff.changed_ids)}
-    if not any(out.values()):
+    out["seconds"] = {"read_target": read_seconds, "compare": round(time.monotonic() - started - read_seconds, 2)}
+    if not any(v for k, v in out.items() if k != "seconds"):
         return out
+    t0 = time.monotonic()
     with conn.transaction():
         store = _store(conn)
         for rid in e_diff.missing + e_diff.changed_ids:
@@ -52,4 +58,5 @@ def sync_kg(conn: psycopg.Connection, entities: list[dict], triples: list[dict])
         for rid in t_diff.missing + t_diff.changed_ids:
             store.put_triple(by_id["triples"][rid])
         crash_point("sync")
+    out["seconds"]["write"] = round(time.monotonic() - t0, 2)
     return out

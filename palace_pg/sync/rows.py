@@ -1,8 +1,8 @@
 """Bring one collection's table up to date with the palace: exactly the rows added, changed or deleted.
 
 The candidates (rows written since the watermark, :mod:`.changes`) are read
-through chromadb itself (``get(ids=…)`` in a throwaway process, which replays
-the write queue as MemPalace sees it); each one's digests (document, typed
+as the migration reads rows (straight from the snapshot's files, chromadb for
+writes still in its queue); each one's digests (document, typed
 metadata, vector bits) are compared with what the target last read of it
 (``source_digests``), and only rows that differ are written: deleted with
 their digest and any reject, then copied in again by the migration's own
@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from ..faults import crash_point
-from ..source.chroma_reader import CollectionFacts, TailRead
+from ..source.chroma_reader import CollectionFacts
 from ..target_db import schema
 from ..target_db.loader import copy_batch, document_digest, prepare_metadata, stored_id, vector_digest
 from .changes import CollectionChanges
@@ -67,11 +67,12 @@ def _forget(conn: psycopg.Connection, table: str, collection: str, ids: list[str
             schema.qualified(bookkeeping)), [collection, ids])
 
 
-def sync_rows(conn: psycopg.Connection, palace, facts: CollectionFacts, table: str, changes: CollectionChanges, *,
+def sync_rows(conn: psycopg.Connection, read_rows, facts: CollectionFacts, table: str, changes: CollectionChanges, *,
               batch_size: int, emit) -> RowChanges:
+    """``read_rows(ids)`` gives {id: (document, metadata, vector)} for the ids the palace holds now."""
     out = RowChanges()
     known = set(_stored_digests(conn, facts.name))  # every id the target has read (rejected ones too)
-    fresh = TailRead(palace, facts.name, changes.candidate_ids).result() if changes.candidates else {}
+    fresh = read_rows(changes.candidate_ids) if changes.candidates else {}
     candidates = set(changes.candidate_ids)
     present = {stored_id(rid) for rid in changes.present if rid not in candidates or rid in fresh}
     deleted = sorted(known - present)

@@ -40,7 +40,13 @@ def sync_target(conn: psycopg.Connection, src: SourcePalace, *, batch_size: int 
     started = time.monotonic()
     manifest = src.snapshot.manifest()["files"]
     changed = _changed_files(state.get_meta(conn, "source_manifest") or {}, manifest)
-    out: dict = {"files_changed": sorted(changed), "collections": {}, "kg": {}, "carried_files": 0}
+    out: dict = {"files_changed": sorted(changed), "collections": {}, "kg": {}, "carried_files": 0, "parts": {}}
+    lap = [time.monotonic()]
+
+    def part(name: str) -> None:
+        out["parts"][name] = round(time.monotonic() - lap[0], 2)
+        lap[0] = time.monotonic()
+
     if not changed:
         out.update(wrote=False, seconds=round(time.monotonic() - started, 2),
                    message="every file of the palace is as the target last read it: nothing to do")
@@ -58,7 +64,8 @@ def sync_target(conn: psycopg.Connection, src: SourcePalace, *, batch_size: int 
         for facts in src.collections:
             table = held.get(facts.name) or _add_collection(conn, src, facts)
             changes = changes_since(src.snapshot.palace, facts, int(marks.get(facts.name, -1)))
-            result = sync_rows(conn, src.snapshot.palace, facts, table, changes, batch_size=batch_size,
+            result = sync_rows(conn, lambda ids, name=facts.name: src.reader.rows(name, ids), facts, table, changes,
+                               batch_size=batch_size,
                                emit=lambda unit, done, total: emit(unit, done, total))
             out["collections"][facts.name] = result.as_dict()
             if result.written:
@@ -66,9 +73,11 @@ def sync_target(conn: psycopg.Connection, src: SourcePalace, *, batch_size: int 
                     ddl.register_collection(conn, facts.name, table, facts.dimension, metadata=facts.metadata,
                                             source_count=src.count(facts.name), drawers_name=src.drawers_name,
                                             refresh=True)
+        part("collections")
     if any(_is_kg_file(rel) for rel in changed):
         entities, triples = src.kg()
         out["kg"] = sync_kg(conn, entities, triples)
+        part("kg")
     carried, _left = src.carried_files()
     carried_rels = {rel for rel, _ in carried}
     with conn.transaction():
@@ -83,6 +92,7 @@ def sync_target(conn: psycopg.Connection, src: SourcePalace, *, batch_size: int 
         state.set_meta(conn, "source_fingerprint", src.snapshot.fingerprint)
         state.set_meta(conn, "source_manifest", manifest)
         state.set_meta(conn, "chroma_collection_metadata", {c.name: c.metadata for c in src.collections})
+    part("files_and_bookkeeping")
     out.update(wrote=True, seconds=round(time.monotonic() - started, 2))
     return out
 
