@@ -30,6 +30,7 @@ class MigrationOptions:
     verify_rows: str = "all"  # "all" compares every row; an int samples that many per collection
     daemon_url: str | None = None
     keep_snapshot: bool = False
+    kg_store: str = "auto"  # issue 18: "age" | "tables" | "auto" (AGE where installed, else tables)
 
 
 @dataclass

@@ -46,7 +46,7 @@ class SchemaPhase:
                     "dimension = EXCLUDED.dimension, metadata = EXCLUDED.metadata, source_count = EXCLUDED.source_count"
                 ).format(schema.qualified("collections")),
                     [name, table, dim, _jsonb(facts.metadata), src.count(name), role])
-            _ensure_graph(conn)
+            _ensure_kg_store(conn, ctx)
             carried, left = src.carried_files()
             for rel, path in carried:
                 content = path.read_bytes()
@@ -81,10 +81,10 @@ def _jsonb(value):
     return Jsonb(value)
 
 
-def _ensure_graph(conn) -> None:
-    try:
-        from ..kg.age_store import ensure_graph
-    except ImportError:  # the KG package is optional until it lands
-        schema.create_graph(conn)
-        return
-    ensure_graph(conn)
+def _ensure_kg_store(conn, ctx: RunContext) -> None:
+    """The KG store chosen for this target (--kg-store), recorded in backend_meta, and created."""
+    from ..kg import stores
+
+    store = stores.resolve(conn, ctx.options.kg_store)
+    state.set_meta(conn, stores.META_KEY, store)
+    stores.ensure(conn, store)

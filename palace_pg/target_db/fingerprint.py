@@ -41,7 +41,7 @@ def target_fingerprint(conn: psycopg.Connection) -> dict[str, str]:
         for row in conn.execute(sql.SQL(query).format(schema.qualified(table))):
             digest.update(repr(row).encode())
         out[table] = digest.hexdigest()
-    from ..kg.age_store import read_entities, read_triples
+    from ..kg.stores import read_entities, read_triples
 
     for name, rows in (("kg_entities", read_entities(conn)), ("kg_triples", read_triples(conn))):
         out[name] = hashlib.sha256("\n".join(jsonfmt.canonical(r) for r in rows).encode()).hexdigest()
