@@ -27,3 +27,23 @@ def fresh_db(pg_server: EmbeddedServer):
     yield dsn
     if not os.environ.get("PALACE_PG_KEEP_TEST_DB"):
         pg_server.drop_database(name)
+
+
+@pytest.fixture(params=["age", "tables"])
+def kg_store(request) -> str:
+    """The KG store a test runs on: every KG behaviour test runs on both."""
+    return request.param
+
+
+@pytest.fixture
+def kg_db(fresh_db, kg_store):
+    """A fresh database whose KG lives in ``kg_store``: for ``tables`` the KG tables exist (so
+    palace_pg's graph, which opens the store a database holds, picks them although AGE is installed)."""
+    if kg_store == "tables":
+        import psycopg
+
+        from palace_pg.kg import stores
+
+        with psycopg.connect(fresh_db) as conn:
+            stores.ensure(conn, "tables")
+    return fresh_db

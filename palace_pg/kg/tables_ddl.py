@@ -22,8 +22,8 @@ exactly as sqlite's inner JOIN does.
 
 Indexes serve the online queries: ``(subject, rowid)`` and ``(object, rowid)``
 answer 1-hop lookups already in rowid order, ``(predicate, rowid)`` the
-relationship query, a partial ``(subject, predicate, object) WHERE valid_to IS
-NULL`` the open-fact check of every write, ``(valid_from, id)`` the timeline.
+relationship query, a partial ``(subject, predicate, object, rowid) WHERE valid_to
+IS NULL`` the open-fact check of every write, ``(valid_from, id)`` the timeline.
 
 Security: table names reach SQL through ``sql.Identifier`` (the constants of
 :mod:`palace_pg.target_db.schema`); values are always bound parameters.
@@ -85,7 +85,7 @@ INDEXES = [
     ("kg_triples_subject", "triples", "subject, rowid", ""),
     ("kg_triples_object", "triples", "object, rowid", ""),
     ("kg_triples_predicate", "triples", "predicate, rowid", ""),
-    ("kg_triples_open", "triples", "subject, predicate, object", "WHERE valid_to IS NULL"),
+    ("kg_triples_open", "triples", "subject, predicate, object, rowid", "WHERE valid_to IS NULL"),
     ("kg_triples_timeline", "triples", "valid_from, id", ""),
 ]
 
