@@ -47,3 +47,26 @@ def kg_db(fresh_db, kg_store):
         with psycopg.connect(fresh_db) as conn:
             stores.ensure(conn, "tables")
     return fresh_db
+
+
+@pytest.fixture(scope="session")
+def noage_server(pg_server: EmbeddedServer):
+    """A second embedded server shaped like a managed service (RDS, Cloud SQL, Supabase, Neon):
+    no ``age`` in shared_preload_libraries, databases with ``vector`` only; Unix socket only."""
+    server = EmbeddedServer.without_age(pg_server)
+    started = not server.running()
+    if started:
+        server.start(durable=False)
+    yield server
+    if started:
+        server.stop()
+
+
+@pytest.fixture
+def noage_db(noage_server: EmbeddedServer):
+    """A fresh database on the server without AGE; dropped after the test.  Yields its DSN."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    dsn = noage_server.create_database(name)
+    yield dsn
+    if not os.environ.get("PALACE_PG_KEEP_TEST_DB"):
+        noage_server.drop_database(name)
