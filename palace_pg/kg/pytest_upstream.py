@@ -115,6 +115,8 @@ class UpstreamAgeKnowledgeGraph(AgeKnowledgeGraph):
         # ... and its file, which `mempalace kg normalize` checks for before opening the graph.
         open(path, "a").close()
         super().__init__(db_path=path, dsn=DATABASES.dsn_for(path), **kw)
+        if self.store_name != STORE:  # the run must measure the store it names
+            raise RuntimeError(f"upstream KG run on {STORE!r} opened the {self.store_name!r} store")
 
 
 def _install() -> None:
