@@ -19,14 +19,19 @@ def pg_server() -> EmbeddedServer:
     return server
 
 
+def _scratch_database(server: EmbeddedServer):
+    """A brand-new database on ``server``, dropped after the test; yields its DSN."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    dsn = server.create_database(name)
+    yield dsn
+    if not os.environ.get("PALACE_PG_KEEP_TEST_DB"):
+        server.drop_database(name)
+
+
 @pytest.fixture
 def fresh_db(pg_server: EmbeddedServer):
     """A brand-new database with vector and age; dropped after the test.  Yields its DSN."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    dsn = pg_server.create_database(name)
-    yield dsn
-    if not os.environ.get("PALACE_PG_KEEP_TEST_DB"):
-        pg_server.drop_database(name)
+    yield from _scratch_database(pg_server)
 
 
 @pytest.fixture(params=["age", "tables"])
@@ -65,8 +70,4 @@ def noage_server(pg_server: EmbeddedServer):
 @pytest.fixture
 def noage_db(noage_server: EmbeddedServer):
     """A fresh database on the server without AGE; dropped after the test.  Yields its DSN."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    dsn = noage_server.create_database(name)
-    yield dsn
-    if not os.environ.get("PALACE_PG_KEEP_TEST_DB"):
-        noage_server.drop_database(name)
+    yield from _scratch_database(noage_server)
