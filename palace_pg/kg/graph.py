@@ -192,8 +192,9 @@ class AgeKnowledgeGraph:
     @property
     def store_name(self) -> str:
         """``age`` or ``tables``: the store this graph reads and writes."""
-        self._pg()
-        return getattr(self._store_factory, "name", "age")
+        with self._lock:
+            self._pg()
+            return getattr(self._store_factory, "name", "age")
 
     def _entity_id(self, name: str) -> str:
         return name.lower().replace(" ", "_").replace("'", "")

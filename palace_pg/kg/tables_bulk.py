@@ -16,8 +16,9 @@ import psycopg
 from psycopg import sql
 
 from .errors import KgIntegrityError
-from .tables_ddl import (ENTITIES, TRIPLES, columns, ensure_tables, entity_row, stored, tables_exist,
-                         triple_row)
+from ..target_db import schema
+from .tables_ddl import (ENTITIES, INDEXES, TRIPLES, columns, ensure_tables, entity_row, index_ddl, stored,
+                         tables_exist, triple_row)
 from .values import check_storable
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,20 @@ def bulk_load(conn: psycopg.Connection, entities: Iterable[dict], triples: Itera
                 "AND (n.subject IN (SELECT k FROM {m}) OR n.object IN (SELECT k FROM {m}))").format(
                     st=st, t=TRIPLES, m=_MISSING))
             missing_endpoint = cur.fetchone()[0]
+        # Into an empty table (the migration's case), building the secondary indexes afterwards
+        # (one sort each) costs less than maintaining five btrees row by row (measured ~2 s → ~1 s
+        # at 100K triples).  The primary key and rowid stay: ON CONFLICT and integrity need them.
+        cur.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(TRIPLES))
+        rebuild = [ix for ix in INDEXES if ix[1] == "triples"] if cur.fetchone()[0] and staged["triples"] else []
+        for name, *_ in rebuild:
+            cur.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(schema.SCHEMA, name)))
         cur.execute(sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {st} ORDER BY rowid ON CONFLICT (id) DO NOTHING")
                     .format(t=TRIPLES, c=columns("triples"), st=st))
         triples_inserted = cur.rowcount
+        if rebuild:
+            cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
+            for ix in rebuild:
+                cur.execute(index_ddl(*ix))
         for stage in (se, st, _MISSING):
             cur.execute(sql.SQL("DROP TABLE {}").format(stage))
         # Fresh statistics, so the planner keeps 1-hop lookups on the (subject, rowid) indexes.
