@@ -114,6 +114,27 @@ def test_kg_phase_interrupted_on_tables_resumes_and_verifies(small_palace, noage
     assert resumed["results"]["verify"]["differences"] == 0
 
 
+def test_killed_after_the_tables_load_before_its_commit_resumes(small_palace, noage_db, tmp_path):  # noqa: F811
+    """SIGKILL at the KG phase's crash point (loaded, not committed), then `palace-pg migrate` again."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "palace_pg.cli", "migrate", "--palace", str(small_palace), "--dsn", noage_db,
+           "--kg-store", "tables", "--work-dir", str(tmp_path / "work"), "--json", "--no-progress"]
+    killed = subprocess.run(cmd, env=os.environ | {"PALACE_PG_CRASH_AT": "kg:1"}, capture_output=True, text=True,
+                            timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    with psycopg.connect(noage_db) as conn:
+        assert state.is_done(conn, "indexes") and not state.is_done(conn, "kg")
+        assert conn.execute("SELECT count(*) FROM mempalace.kg_triples").fetchone()[0] == 0  # rolled back
+    resumed = subprocess.run(cmd, env=os.environ, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = __import__("json").loads(resumed.stdout)
+    assert summary["status"] == "done" and summary["results"]["verify"]["differences"] == 0
+    assert summary["results"]["kg"]["kg_store"] == "tables"
+
+
 def test_explicit_age_on_a_target_without_it_is_refused(small_palace, noage_db, tmp_path):  # noqa: F811
     with pytest.raises(PreflightRefused):
         engine.migrate(_opts(small_palace, noage_db, tmp_path, kg_store="age"))
