@@ -132,3 +132,20 @@ def test_tables_keep_a_non_numeric_confidence_as_sqlite_does(conn, tmp_path):
     trips = [_triple(i, "e1", "e1", confidence=c) for i, c in enumerate(kept)]
     stores.bulk_load(conn, [_entity(1, id="e1")], trips, store="tables")
     assert [t["confidence"] for t in stores.read_triples(conn, store="tables")] == kept
+
+
+def test_which_store_a_database_holds(conn):
+    """backend_meta's record wins; without one, the store whose objects (and rows) exist; else auto."""
+    assert stores.held(conn) is None and stores.resolve(conn) == "age"  # AGE installed here
+    stores.ensure(conn, "tables")
+    assert stores.held(conn) == "tables"
+    stores.bulk_load(conn, [_entity(1)], [], store="age")
+    assert stores.present(conn) == ["age", "tables"] and stores.held(conn) == "age"  # the one holding rows
+    from palace_pg.target_db import schema, state
+
+    schema.create_base(conn)
+    state.set_meta(conn, stores.META_KEY, "tables")
+    assert stores.held(conn) == "tables" and stores.resolve(conn) == "tables"
+    assert stores.resolve(conn, "age") == "age"
+    with pytest.raises(stores.KgStoreUnavailable, match="unknown"):
+        stores.resolve(conn, "neo4j")
