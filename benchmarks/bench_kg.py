@@ -1,11 +1,16 @@
-"""Benchmark the AGE knowledge graph: bulk load, 1-hop query_entity latency, add_triple rate.
+"""Benchmark the KG stores: bulk load, 1-hop query_entity and timeline latency, add_triple rate.
 
-    python benchmarks/bench_kg.py [--entities 20000] [--triples 100000] [--dsn DSN] [--keep] [--json OUT]
+    python benchmarks/bench_kg.py [--store age|tables|both] [--entities 20000] [--triples 100000]
+                                  [--dsn DSN] [--keep] [--json OUT]
 
-Without ``--dsn`` a scratch database is created on the embedded server and
-dropped afterwards.  Targets (issue 5): 1-hop ``query_entity`` p50 <= 1 ms,
-``add_triple`` >= 500/s (durable: synchronous_commit on, one commit per call), at
-20K entities and 100K triples.
+``--store`` picks the Apache AGE graph, the plain-tables store, or both in the same
+run (each on its own scratch database with the same rows).  Without ``--dsn`` a
+scratch database per store is created on the embedded server and dropped afterwards
+(with ``--dsn``, one store at a time).  Targets, at 20K entities and 100K triples:
+AGE (issue 5) 1-hop ``query_entity`` p50 <= 1 ms, ``add_triple`` >= 500/s (durable:
+synchronous_commit on, one commit per call); tables (issue 18) 1-hop p50 <= 0.3 ms,
+``timeline`` p50 <= 0.5 ms, bulk load <= 2 s, durable ``add_triple`` >= 1,000/s when
+the commit floor allows.
 
 The add rates are the median of ``--rounds`` rounds.  Each durable add waits for a
 WAL flush, so the rate cannot beat the server's commit latency: the "commit floor"
@@ -28,7 +33,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from palace_pg.kg import AgeKnowledgeGraph, bulk_load
+from palace_pg.kg import AgeKnowledgeGraph, stores
 from palace_pg.kg.store import TRIPLE_COLUMNS
 
 log = logging.getLogger("bench_kg")
@@ -64,26 +69,23 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(dsn: str, n_entities: int, n_triples: int, queries: int, adds: int,
-        rounds: int = 3, figures: dict | None = None) -> list[tuple[str, str, str]]:
+        rounds: int = 3, figures: dict | None = None, store: str = "age") -> list[tuple[str, str, str]]:
     """The table rows; ``figures`` (when given) receives the same figures as numbers, for --json."""
     rows: list[tuple[str, str, str]] = []
     figures = {} if figures is None else figures
     entities, triples = synthetic_rows(n_entities, n_triples)
     with psycopg.connect(dsn) as conn:
         started = time.perf_counter()
-        counts = bulk_load(conn, entities, triples)
+        counts = stores.bulk_load(conn, entities, triples, store=store)  # ANALYZEs the tables it loads
         conn.commit()
         load_s = time.perf_counter() - started
-        conn.execute('ANALYZE mempalace_kg."Entity"')
-        conn.execute('ANALYZE mempalace_kg."RELATES"')
-        conn.commit()
-    log.info("bulk_load: %s in %.2f s", counts, load_s)
+    log.info("bulk_load (%s): %s in %.2f s", store, counts, load_s)
     figures["load_seconds"] = round(load_s, 3)
-    rows.append((f"bulk_load {n_entities} entities + {n_triples} triples", f"{load_s:.2f} s",
+    rows.append((f"[{store}] bulk_load {n_entities} entities + {n_triples} triples", f"{load_s:.2f} s",
                  f"{(n_entities + n_triples) / load_s:,.0f} rows/s"))
 
     rng = random.Random(11)
-    kg = AgeKnowledgeGraph(dsn=dsn)
+    kg = AgeKnowledgeGraph(dsn=dsn, store=store)
     try:
         names = [f"Entity {rng.randrange(n_entities)}" for _ in range(queries)]
         for name in names[:50]:  # warm the plan cache and psycopg's prepared statements
@@ -98,7 +100,7 @@ def run(dsn: str, n_entities: int, n_triples: int, queries: int, adds: int,
             figures.setdefault("query_entity", {})[label] = {
                 "p50_ms": round(statistics.median(lat), 4), "p95_ms": round(percentile(lat, 0.95), 4),
                 "p99_ms": round(percentile(lat, 0.99), 4), "n": queries}
-            rows.append((f"query_entity 1-hop {label} (n={queries})",
+            rows.append((f"[{store}] query_entity 1-hop {label} (n={queries})",
                          f"p50 {statistics.median(lat):.3f} ms",
                          f"p95 {percentile(lat, 0.95):.3f} ms, p99 {percentile(lat, 0.99):.3f} ms"))
 
@@ -106,10 +108,11 @@ def run(dsn: str, n_entities: int, n_triples: int, queries: int, adds: int,
         sync = kg._pg().execute("SHOW synchronous_commit").fetchone()[0]
         mode = "durable commit each" if sync == "on" else f"synchronous_commit={sync}: NOT durable"
         figures["synchronous_commit"] = sync
-        rows += _add_rates(kg, dsn, f"add_triple (n={adds}, {mode})", rng, n_entities, adds, rounds, figures)
+        rows += _add_rates(kg, dsn, f"[{store}] add_triple (n={adds}, {mode})", rng, n_entities, adds, rounds,
+                           figures)
         kg._pg().execute("SET synchronous_commit = off")
-        rows.append(_add_rate(kg, f"add_triple (n={adds}, synchronous_commit=off)", rng, n_entities, adds, figures,
-                              "add_triple_async_per_s"))
+        rows.append(_add_rate(kg, f"[{store}] add_triple (n={adds}, synchronous_commit=off)", rng, n_entities, adds,
+                              figures, "add_triple_async_per_s"))
         kg._pg().execute("SET synchronous_commit = on")
 
         lat = []
@@ -119,11 +122,19 @@ def run(dsn: str, n_entities: int, n_triples: int, queries: int, adds: int,
             lat.append((time.perf_counter() - t0) * 1000)
         figures["timeline"] = {"p50_ms": round(statistics.median(lat), 4),
                                "p95_ms": round(percentile(lat, 0.95), 4), "n": len(lat)}
-        rows.append(("timeline(entity) (n=200)", f"p50 {statistics.median(lat):.3f} ms",
+        rows.append((f"[{store}] timeline(entity) (n=200)", f"p50 {statistics.median(lat):.3f} ms",
+                     f"p95 {percentile(lat, 0.95):.3f} ms"))
+        lat = []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            kg.timeline()
+            lat.append((time.perf_counter() - t0) * 1000)
+        figures["timeline_all"] = {"p50_ms": round(statistics.median(lat), 4), "n": len(lat)}
+        rows.append((f"[{store}] timeline() first 100 of all (n=50)", f"p50 {statistics.median(lat):.3f} ms",
                      f"p95 {percentile(lat, 0.95):.3f} ms"))
         t0 = time.perf_counter()
         kg.stats()
-        rows.append(("stats()", f"{(time.perf_counter() - t0) * 1000:.1f} ms", ""))
+        rows.append((f"[{store}] stats()", f"{(time.perf_counter() - t0) * 1000:.1f} ms", ""))
     finally:
         kg.close()
     return rows
@@ -242,27 +253,39 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2_000)
     parser.add_argument("--adds", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=3, help="durable add_triple rounds (the median is reported)")
-    parser.add_argument("--dsn", help="an empty database (default: a scratch database on the embedded server)")
+    parser.add_argument("--store", choices=["age", "tables", "both"], default="age",
+                        help="which KG store to measure (both: AGE and tables in the same run)")
+    parser.add_argument("--dsn", help="an empty database (default: a scratch database per store on the embedded "
+                        "server)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the sqlite reference rows")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    server = name = None
-    dsn = args.dsn
-    if dsn is None:
+    chosen = ["age", "tables"] if args.store == "both" else [args.store]
+    if args.dsn and len(chosen) > 1:
+        parser.error("--dsn names one empty database: measure one --store at a time with it")
+    server = None
+    names: list[str] = []
+    if args.dsn is None:
         from palace_pg.server import EmbeddedServer
 
         server = EmbeddedServer.from_env()
         if not server.running():
             server.start()
-        name = f"bench_kg_{uuid.uuid4().hex[:8]}"
-        dsn = server.create_database(name)
     try:
         figures: dict = {"entities": args.entities, "triples": args.triples, "queries": args.queries,
-                         "adds": args.adds, "rounds": args.rounds, "age": {}}
-        rows = run(dsn, args.entities, args.triples, args.queries, args.adds, args.rounds, figures["age"])
+                         "adds": args.adds, "rounds": args.rounds}
+        rows = []
+        for store in chosen:
+            dsn = args.dsn
+            if dsn is None:
+                names.append(f"bench_kg_{store}_{uuid.uuid4().hex[:8]}")
+                dsn = server.create_database(names[-1])
+            figures[store] = {}
+            rows += run(dsn, args.entities, args.triples, args.queries, args.adds, args.rounds, figures[store],
+                        store=store)
         if not args.no_sqlite:
             figures["sqlite"] = {}
             rows += sqlite_reference(args.entities, args.triples, args.queries, args.adds, figures["sqlite"])
@@ -273,7 +296,8 @@ def main() -> None:
             print(f"JSON: {args.json}")
     finally:
         if server is not None and not args.keep:
-            server.drop_database(name)
+            for name in names:
+                server.drop_database(name)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,7 @@ def cutover(palace: str | os.PathLike, dsn: str | None = None, *, now: dt.dateti
                 dest.write_bytes(content)
             marker = Marker.for_target(palace_id, target_dsn, source_fingerprint=fingerprint,
                                        migrated_at=state.get_meta(conn, "migrated_at"),
+                                       kg_store=state.get_meta(conn, "kg_store") or "age",
                                        extra={"chroma_backup": str(backup)})
             marker.write(palace)
         except BaseException:

@@ -66,12 +66,12 @@ def phase_range(start: str | None, stop: str | None) -> list[str] | None:
 
 
 def preflight(palace, dsn: str | None = None, *, work_dir=None, restart: bool = False,
-              daemon_url: str | None = None) -> PreflightReport:
+              daemon_url: str | None = None, kg_store: str = "auto") -> PreflightReport:
     """Phase 0 on its own: read-only on both sides."""
     src = _open_source(palace, work_dir)
     try:
         with connect(dsn) as conn:
-            return run_preflight(conn, src, restart=restart, daemon_url=daemon_url)
+            return run_preflight(conn, src, restart=restart, daemon_url=daemon_url, kg_store=kg_store)
     finally:
         src.close()
 
@@ -85,7 +85,8 @@ def plan(options: MigrationOptions) -> dict:
     src = _open_source(options.palace, options.work_dir)
     try:
         with connect(options.dsn) as conn:
-            report = run_preflight(conn, src, restart=options.restart, daemon_url=options.daemon_url)
+            report = run_preflight(conn, src, restart=options.restart, daemon_url=options.daemon_url,
+                                   kg_store=options.kg_store)
             ctx = RunContext(options, conn, src, uuid.uuid4())
             phases = []
             applied = set() if options.restart else state.applied(conn)
@@ -104,9 +105,10 @@ def plan(options: MigrationOptions) -> dict:
 
 def _clear_target(conn: psycopg.Connection) -> None:
     """--restart: drop palace_pg's schema and graph (only ever palace_pg's own objects)."""
+    from .kg import stores
+
     with conn.transaction():
-        if conn.execute("SELECT 1 FROM ag_catalog.ag_graph WHERE name = %s", [schema.GRAPH]).fetchone():
-            conn.execute("SELECT ag_catalog.drop_graph(%s, true)", [schema.GRAPH])
+        stores.drop(conn, "age")  # a no-op without the extension (the tables go with the schema)
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema.SCHEMA)))
 
 
@@ -181,7 +183,8 @@ def sync(options: MigrationOptions, progress: ProgressFn | None = None, *, verif
 def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions, progress: ProgressFn,
          started: float, lock_pid: int) -> dict:
     # conn is in autocommit: each `conn.transaction()` commits or rolls back whole, nothing is left open
-    report = run_preflight(conn, src, restart=options.restart, daemon_url=options.daemon_url, lock_pid=lock_pid)
+    report = run_preflight(conn, src, restart=options.restart, daemon_url=options.daemon_url, lock_pid=lock_pid,
+                           kg_store=options.kg_store)
     if not report.ok:
         raise PreflightRefused(report.checks)
     if options.restart and state.schema_exists(conn):

@@ -33,6 +33,7 @@ class Marker:
     backend: str = "postgres"
     migrated_at: str | None = None
     source_fingerprint: str | None = None
+    kg_store: str = "age"  # "age" | "tables"; markers written before the tables store existed are "age"
     extra: dict = field(default_factory=dict)
 
     @classmethod

@@ -95,14 +95,16 @@ def prepare_run_dir(tmp: Path, tests: Path) -> Path:
 _RESULT = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\s+(\S+)", re.M)
 
 
-def run_upstream(run: Path, admin_dsn: str, files: list[str], timeout: int = 1800) -> tuple[dict, str]:
-    """Run ``files`` with the class-swap plugin; returns ({node id: outcome}, output)."""
+def run_upstream(run: Path, admin_dsn: str, files: list[str], timeout: int = 1800,
+                 store: str = "age") -> tuple[dict, str]:
+    """Run ``files`` with the class-swap plugin on KG store ``store``; returns ({node id: outcome}, output)."""
     env = dict(os.environ)
     env.pop("PALACE_PG_DSN", None)
     env |= {
         "PALACE_PG_KG_UPSTREAM_DSN": admin_dsn,
         "PALACE_PG_KG_UPSTREAM_MAP": str(run / "dsn_map.json"),
         "MEMPALACE_KG_BACKEND": "age",
+        "PALACE_PG_KG_UPSTREAM_STORE": store,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(run / "site"), env.get("PYTHONPATH")])),
     }
     (run / "dsn_map.json").write_text("{}")

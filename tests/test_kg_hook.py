@@ -35,13 +35,14 @@ TRIPLES = [
 
 
 @pytest.fixture
-def palace(fresh_db, tmp_path) -> Path:
-    with psycopg.connect(fresh_db) as conn:
+def palace(kg_db, kg_store, tmp_path) -> Path:
+    """A migrated palace whose KG is in ``kg_store`` (every test here runs on both stores)."""
+    with psycopg.connect(kg_db) as conn:
         bulk_load(conn, ENTITIES, TRIPLES)
         conn.commit()
     folder = tmp_path / "palace"
     folder.mkdir()
-    Marker.for_target("test-palace", fresh_db).write(folder)
+    Marker.for_target("test-palace", kg_db, kg_store=kg_store).write(folder)
     return folder
 
 
@@ -78,6 +79,7 @@ print(m.KnowledgeGraph.__module__, n.off_vocabulary_facts.__module__, a._read_kg
 
 @pytest.mark.parametrize("backend, config, expected", [
     ("age", None, "palace_pg.kg.graph palace_pg.kg.hook palace_pg.kg.hook"),
+    ("postgres", None, "palace_pg.kg.graph palace_pg.kg.hook palace_pg.kg.hook"),
     ("sqlite", None, "mempalace.knowledge_graph mempalace.kg_normalize mempalace.palace_audit"),
     (None, None, "mempalace.knowledge_graph mempalace.kg_normalize mempalace.palace_audit"),
     (None, {"kg_backend": "age"}, "palace_pg.kg.graph palace_pg.kg.hook palace_pg.kg.hook"),
@@ -117,7 +119,7 @@ def _tool_results(stdout: str) -> dict:
     return out
 
 
-def test_mcp_kg_tools_answer_from_age(run_python, palace, fresh_db):
+def test_mcp_kg_tools_answer_from_age(run_python, palace, kg_db):
     stdin = _rpc(
         ("mempalace_kg_stats", {}),
         ("mempalace_kg_query", {"entity": "Max"}),
@@ -138,14 +140,14 @@ def test_mcp_kg_tools_answer_from_age(run_python, palace, fresh_db):
     assert [f["object"] for f in results[5]["timeline"]] == ["Alice", "chess", "Go"]
     assert not (palace / "knowledge_graph.sqlite3").exists()
     # The writes landed in PostgreSQL.
-    with AgeKnowledgeGraph(dsn=fresh_db) as kg:
+    with AgeKnowledgeGraph(dsn=kg_db) as kg:
         assert kg.query_entity("Max", as_of="2026-03-01") == [
             f | {"direction": "outgoing", "subject": "Max"} for f in kg.query_entity("Max", as_of="2026-03-01")]
         assert {(f["object"], f["current"]) for f in kg.query_entity("Max")} == {
             ("Alice", True), ("chess", False), ("Go", True)}
 
 
-def test_cli_kg_normalize_reads_and_rewrites_age(run_python, palace, fresh_db):
+def test_cli_kg_normalize_reads_and_rewrites_age(run_python, palace, kg_db):
     out, err, code = run_python(f"""
         from mempalace.cli import main
         sys.argv = ["mempalace", "--palace", {str(palace)!r}, "kg", "normalize"]
@@ -166,7 +168,7 @@ def test_cli_kg_normalize_reads_and_rewrites_age(run_python, palace, fresh_db):
         main()
     """)
     assert code == 0 and "Rewrote 1 fact(s)" in out, out + err
-    with psycopg.connect(fresh_db) as conn:
+    with psycopg.connect(kg_db) as conn:
         rows = {t["predicate"]: t for t in read_triples(conn)}
     assert rows["plays"]["valid_to"] == rows["uses"]["valid_from"]
     assert rows["uses"]["source_closet"] == "closet_1" and rows["uses"]["valid_to"] is None

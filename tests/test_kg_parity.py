@@ -151,8 +151,8 @@ def _answers(kg) -> dict:
 
 
 @pytest.fixture
-def age_dsn(fresh_db):
-    return fresh_db
+def age_dsn(kg_db):
+    return kg_db  # on both stores (the conftest's kg_store parameter)
 
 
 def _reset(dsn: str) -> None:
@@ -160,6 +160,8 @@ def _reset(dsn: str) -> None:
         exists = conn.execute("SELECT 1 FROM ag_catalog.ag_graph WHERE name = 'mempalace_kg'").fetchone()
         if exists:
             conn.execute('TRUNCATE mempalace_kg."Entity", mempalace_kg."RELATES"')
+        if conn.execute("SELECT to_regclass('mempalace.kg_triples') IS NOT NULL").fetchone()[0]:
+            conn.execute("TRUNCATE mempalace.kg_entities, mempalace.kg_triples")
 
 
 def _sqlite_rows(path: Path, table: str) -> list[dict]:

@@ -1,4 +1,4 @@
-"""mempalace's own knowledge-graph suite (113 items in the 3.11.0 sdist), run against AgeKnowledgeGraph.
+"""mempalace's own knowledge-graph suite (113 items in the 3.11.0 sdist), run against AgeKnowledgeGraph on both stores.
 
 The sdist's tests run in a subprocess with ``-p palace_pg.kg.pytest_upstream``,
 which swaps mempalace's ``KnowledgeGraph`` for the AGE class before the
@@ -25,13 +25,14 @@ NOT_APPLICABLE = {
 
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
-def test_mempalace_kg_suite_passes_on_age(pg_server, tmp_path):
+@pytest.mark.parametrize("store", ["age", "tables"])
+def test_mempalace_kg_suite_passes_on_age(pg_server, tmp_path, store):
     tests = mempalace_sdist_tests()
     run = prepare_run_dir(tmp_path, tests)
-    results, output = run_upstream(run, pg_server.url(), KG_SUITE)
+    results, output = run_upstream(run, pg_server.url(), KG_SUITE, store=store)
     assert len(results) >= 113, output[-3000:]
     failed = {node for node, outcome in results.items() if outcome in ("FAILED", "ERROR")}
     unexpected = failed - set(NOT_APPLICABLE)
-    assert not unexpected, f"upstream KG tests failing on AGE: {sorted(unexpected)}\n{output[-5000:]}"
+    assert not unexpected, f"upstream KG tests failing on {store}: {sorted(unexpected)}\n{output[-5000:]}"
     now_passing = set(NOT_APPLICABLE) - failed
     assert not now_passing, f"listed as not applicable but passing: {sorted(now_passing)}"

@@ -140,7 +140,7 @@ def test_injected_parameters_reach_the_notebook_and_are_recorded(tmp_path, fresh
 
 @pytest.mark.notebooks
 def test_failed_check_is_a_failed_cell_and_a_nonzero_exit(tmp_path, pg_server, palace):
-    """A database without the extensions: preflight's vector and age checks fail."""
+    """A database without the extensions: preflight's vector check fails (the KG would go to plain tables)."""
     db = f"rb_plain_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_server.url("postgres"), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
@@ -160,7 +160,8 @@ def test_failed_check_is_a_failed_cell_and_a_nonzero_exit(tmp_path, pg_server, p
     assert len(failed) == 1 and "require_ok" in failed[0].source
     assert failed[0].outputs[-1].ename == "PreflightRefused"
     checks = evidence.read_records(nb)["01_preflight"]["plan"]["preflight"]["checks"]
-    assert {c["name"] for c in checks if c["status"] == "fail"} >= {"vector", "age"}  # recorded before raising
+    assert {c["name"] for c in checks if c["status"] == "fail"} >= {"vector"}  # recorded before raising
+    assert [c["data"]["kg_store"] for c in checks if c["name"] == "kg_store"] == ["tables"]
 
 
 # -- run_runbooks: gates, evidence, secrets ------------------------------------------------------

@@ -17,13 +17,14 @@ def _options(args):
     only = args.phase or phase_range(getattr(args, "from_phase", None), getattr(args, "to_phase", None))
     return MigrationOptions(palace=Path(args.palace), dsn=args.dsn, batch_size=args.batch_size,
                             work_dir=Path(args.work_dir) if args.work_dir else None, restart=args.restart,
-                            only=only, ef_search=args.ef_search, online=getattr(args, "online", False))
+                            only=only, ef_search=args.ef_search, online=getattr(args, "online", False),
+                            kg_store=args.kg_store)
 
 
 def cmd_preflight(args) -> int:
     from ..engine import preflight
 
-    report = preflight(args.palace, args.dsn, work_dir=args.work_dir)
+    report = preflight(args.palace, args.dsn, work_dir=args.work_dir, kg_store=args.kg_store)
     if args.json:
         print_json(report.as_dict())
     else:
@@ -116,6 +117,12 @@ def cmd_status(args) -> int:
     return 0
 
 
+def _add_kg_store(parser) -> None:
+    parser.add_argument("--kg-store", choices=["auto", "age", "tables"], default="auto",
+                        help="where the knowledge graph goes: the Apache AGE graph, plain tables (for servers "
+                             "without AGE), or auto (AGE where the extension is installed, else tables)")
+
+
 def register(sub) -> None:
     pf = sub.add_parser("preflight", help="read-only checks of source and target")
     pf.add_argument("--palace", required=True, help="the Chroma palace folder (never written)")
@@ -123,6 +130,7 @@ def register(sub) -> None:
     pf.add_argument("--work-dir", help="where the source snapshot is copied (default: $PALACE_PG_WORK_DIR, "
                     "else <tmp>/palace_pg-work)")
     pf.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_kg_store(pf)
     pf.set_defaults(func=cmd_preflight)
 
     mg = sub.add_parser("migrate", help="run (or resume) the migration")
@@ -138,6 +146,7 @@ def register(sub) -> None:
                     "indexes, kg, verify, done)")
     mg.add_argument("--to-phase", dest="to_phase", help="stop after this phase")
     mg.add_argument("--ef-search", type=int, default=100, help="hnsw.ef_search for verify's recall check")
+    _add_kg_store(mg)
     mg.add_argument("--work-dir", help="where the source snapshot is copied (default: $PALACE_PG_WORK_DIR, "
                     "else <tmp>/palace_pg-work)")
     mg.add_argument("--online", action="store_true",

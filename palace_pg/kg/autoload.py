@@ -28,7 +28,7 @@ class _PatchAfterExec:
         try:
             from . import hook
 
-            if hook.selected_backend() == "age":
+            if hook.selected_backend() in hook.PALACE_PG:
                 hook.PATCHES[self._name](module)
         except Exception:  # never break mempalace's import; it keeps its sqlite graph
             import logging
@@ -62,7 +62,7 @@ def register() -> None:
     if any(name in sys.modules for name in _WATCHED):
         from . import hook
 
-        if hook.selected_backend() == "age":
+        if hook.selected_backend() in hook.PALACE_PG:
             for name in _WATCHED:
                 if name in sys.modules:
                     hook.PATCHES[name](sys.modules[name])

@@ -3,7 +3,9 @@
 Same public API, same answers.  The MemPalace rules live here (id derivation,
 predicate normalisation, temporal filters, idempotent adds, sqlite's answer
 order, the LIKE candidate fallback); storage lives behind a
-:class:`~palace_pg.kg.store.KGStore` (``AgeStore`` by default).
+:class:`~palace_pg.kg.store.KGStore`: by default the one the database holds
+(``AgeStore`` or ``TablesStore``, see :mod:`palace_pg.kg.stores`), so the class
+works on servers without AGE too (``PostgresKnowledgeGraph`` is the same class).
 
 Each public call is one PostgreSQL transaction, like each ``with conn:`` block of
 the sqlite class; writers take a graph-wide advisory lock, so writers in several
@@ -29,8 +31,7 @@ from mempalace.ids import make_triple_id
 from mempalace.knowledge_graph import DEFAULT_KG_PATH
 
 from .. import dsn as dsn_mod
-from . import candidates, locate, temporal
-from .age_store import AgeStore
+from . import candidates, locate, stores, temporal
 from .errors import KgIntegrityError, KgValueRejected
 from .sqlite_mirror import sqlite_snapshot
 from .store import TABLES, KGStore
@@ -66,14 +67,16 @@ class AgeKnowledgeGraph:
 
     ``AgeKnowledgeGraph(db_path)`` (as mempalace constructs it) finds the database
     through the palace_pg marker next to ``db_path``; ``dsn=`` names it directly.
+    ``store=`` picks ``age`` or ``tables`` (default: the store the database holds,
+    else AGE where the extension is installed, else tables); ``store_factory=`` a class.
     """
 
-    backend = "age"
+    backend = "age"  # what mempalace's code may check; `store` names the storage in use
     _REPLICATION_TABLES = TABLES
 
     def __init__(self, db_path: str | None = None, *, dsn: str | None = None,
-                 store_factory: Callable[[psycopg.Connection], KGStore] = AgeStore,
-                 synchronous_commit: bool | None = None) -> None:
+                 store_factory: Callable[[psycopg.Connection], KGStore] | None = None,
+                 store: str | None = None, synchronous_commit: bool | None = None) -> None:
         self.db_path = db_path or DEFAULT_KG_PATH
         self.dsn = dsn or locate.dsn_for_db_path(self.db_path)
         # Durable by default, like mempalace's sqlite (WAL, synchronous=FULL): every write
@@ -83,6 +86,7 @@ class AgeKnowledgeGraph:
             synchronous_commit = os.environ.get(ENV_SYNC_COMMIT, "on").strip().lower() not in ("off", "0", "false")
         self.synchronous_commit = synchronous_commit
         self._store_factory = store_factory
+        self._store_choice = store or "auto"
         self._connection: psycopg.Connection | None = None
         # Re-entrant: mempalace callers hold kg._lock around kg._conn() (sqlite's takes no lock).
         self._lock = threading.RLock()
@@ -95,6 +99,8 @@ class AgeKnowledgeGraph:
     def _pg(self) -> psycopg.Connection:
         if self._connection is None or self._connection.closed:
             conn = dsn_mod.connect(self.dsn, autocommit=True, vector=False, application_name="palace_pg.kg")
+            if self._store_factory is None:  # once per instance: which store this database holds
+                self._store_factory = stores.store_class(stores.resolve(conn, self._store_choice))
             self._store_factory(conn).prepare_session()
             if not self.synchronous_commit:
                 conn.execute("SET synchronous_commit = off")
@@ -182,6 +188,13 @@ class AgeKnowledgeGraph:
     def __exit__(self, exc_type, exc, tb):
         self.close()
         return False
+
+    @property
+    def store_name(self) -> str:
+        """``age`` or ``tables``: the store this graph reads and writes."""
+        with self._lock:
+            self._pg()
+            return getattr(self._store_factory, "name", "age")
 
     def _entity_id(self, name: str) -> str:
         return name.lower().replace(" ", "_").replace("'", "")
@@ -504,3 +517,7 @@ class AgeKnowledgeGraph:
                 self.add_entity(name, "animal")
             for interest in facts.get("interests", []):
                 self.add_triple(name, "loves", interest.capitalize(), valid_from="2025-01-01")
+
+
+# The class serves both stores; this name says so where AGE is not involved.
+PostgresKnowledgeGraph = AgeKnowledgeGraph

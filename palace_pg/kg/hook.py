@@ -13,8 +13,10 @@ module swaps, with no change to mempalace's files:
   not a file) finds it, and the KG class finds its database next to it.
 
 Selection (read when mempalace's KG module is first imported):
-``MEMPALACE_KG_BACKEND`` = ``age`` | ``sqlite``; else ``kg_backend`` in mempalace's
-``config.json``; unset means sqlite (mempalace's own class, untouched).
+``MEMPALACE_KG_BACKEND`` = ``age`` | ``postgres`` | ``sqlite``; else ``kg_backend`` in
+mempalace's ``config.json``; unset means sqlite (mempalace's own class, untouched).
+``age`` and ``postgres`` (or ``tables``) select the same thing, palace_pg's graph, which
+opens whichever KG store the database holds (AGE or plain tables, :mod:`palace_pg.kg.stores`).
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ log = logging.getLogger(__name__)
 PTH_LINE = "import palace_pg.kg.autoload\n"
 ENV_SELECT = "MEMPALACE_KG_BACKEND"
 CONFIG_KEY = "kg_backend"
-CHOICES = ("sqlite", "age")
+PALACE_PG = ("age", "postgres", "tables")  # all mean palace_pg's graph, on the store the database holds
+CHOICES = ("sqlite", *PALACE_PG)
 _ALSO_BOUND = ("mempalace.mcp_server", "mempalace.integrations.hermes")
 
 
 def selected_backend() -> str:
-    """``age`` or ``sqlite``: the environment first, then mempalace's config.json."""
+    """``sqlite`` or one of ``PALACE_PG``: the environment first, then mempalace's config.json."""
     value = os.environ.get(ENV_SELECT, "").strip().lower()
     if not value:
         try:
@@ -156,7 +159,7 @@ def install(force: bool = False) -> bool:
 
     ``force`` ignores the selection (tests, wrapper launchers that mean it).
     """
-    if not force and selected_backend() != "age":
+    if not force and selected_backend() not in PALACE_PG:
         return False
     import importlib
 

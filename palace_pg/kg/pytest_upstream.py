@@ -27,7 +27,7 @@ import mempalace.knowledge_graph
 import mempalace.palace_audit
 
 from . import hook
-from .age_store import ensure_graph
+from . import stores
 from .graph import AgeKnowledgeGraph
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,9 @@ ENV_DSN = "PALACE_PG_KG_UPSTREAM_DSN"
 # Optional: a JSON file this plugin keeps up to date with {db_path: dsn}, so that
 # subprocesses some tests start (with the .pth hook active) find the same database.
 ENV_MAP = "PALACE_PG_KG_UPSTREAM_MAP"
+# Which KG store the databases hold: age (default) or tables.
+ENV_STORE = "PALACE_PG_KG_UPSTREAM_STORE"
+STORE = os.environ.get(ENV_STORE, "age")
 
 
 class _Databases:
@@ -57,8 +60,9 @@ class _Databases:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.template)))
         self.created.append(self.template)
         with psycopg.connect(self._dsn(self.template)) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS age")
-            ensure_graph(conn)
+            if STORE == "age":
+                conn.execute("CREATE EXTENSION IF NOT EXISTS age")
+            stores.ensure(conn, STORE)
         self._ready = True
 
     def dsn_for(self, db_path: str) -> str:
@@ -111,6 +115,8 @@ class UpstreamAgeKnowledgeGraph(AgeKnowledgeGraph):
         # ... and its file, which `mempalace kg normalize` checks for before opening the graph.
         open(path, "a").close()
         super().__init__(db_path=path, dsn=DATABASES.dsn_for(path), **kw)
+        if self.store_name != STORE:  # the run must measure the store it names
+            raise RuntimeError(f"upstream KG run on {STORE!r} opened the {self.store_name!r} store")
 
 
 def _install() -> None:
@@ -124,7 +130,7 @@ _install()
 
 
 def pytest_report_header(config):
-    return f"palace_pg: mempalace KnowledgeGraph → {UpstreamAgeKnowledgeGraph.__qualname__} (AGE)"
+    return f"palace_pg: mempalace KnowledgeGraph → {UpstreamAgeKnowledgeGraph.__qualname__} ({STORE})"
 
 
 def pytest_unconfigure(config):

@@ -2,11 +2,12 @@
 
 ``AgeKnowledgeGraph`` holds the MemPalace semantics (id derivation, temporal
 rules, idempotency, sqlite's ordering); a ``KGStore`` only stores and fetches
-rows.  ``AgeStore`` is the Apache AGE implementation; a managed server without
-AGE can get a plain-tables store behind the same methods.
+rows.  ``AgeStore`` is the Apache AGE implementation.
 
 Rows are plain dicts keyed by sqlite's column names (``ENTITY_COLUMNS``,
 ``TRIPLE_COLUMNS``) plus ``rowid``, with the Python types ``sqlite3`` returns.
+``TablesStore`` (:mod:`palace_pg.kg.tables_store`) is the plain-tables implementation;
+:mod:`palace_pg.kg.stores` says which one a database uses.
 Every method runs inside the connection's current transaction and never commits.
 """
 
@@ -36,6 +37,8 @@ TABLES = {"entities": ENTITY_COLUMNS, "triples": TRIPLE_COLUMNS}
 class KGStore(Protocol):
     """What the knowledge-graph class needs from a storage engine."""
 
+    name: str  # "age" | "tables": what backend_meta.kg_store records
+
     # -- lifecycle ---------------------------------------------------------
     def ensure_schema(self) -> None:
         """Create the graph/tables and indexes if missing (idempotent)."""
@@ -62,8 +65,10 @@ class KGStore(Protocol):
     def ensure_endpoints(self, ids: Iterable[str]) -> int:
         """Make sure a node exists for each id so an edge can attach; returns how many placeholders were created."""
 
-    def entity_candidates(self, ilike_patterns: list[str], exact: list[str]) -> list[dict]:
-        """Entities (id, name, rowid) whose name or id may match; a superset, filtered by the caller."""
+    def entity_candidates(self, entity_id: str, name: str, name_patterns: list[str],
+                          id_patterns: list[str]) -> list[dict]:
+        """Entity rows whose id/name equals, or whose name/id may match a LIKE pattern, rowid order;
+        a superset (e.g. ILIKE), filtered by :func:`palace_pg.kg.candidates.pick`."""
 
     # -- triples -----------------------------------------------------------
     def open_triples(self, subject: str, predicate: str, obj: str) -> list[dict]:

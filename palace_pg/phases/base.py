@@ -43,6 +43,7 @@ class MigrationOptions:
     daemon_url: str | None = None
     keep_snapshot: bool = False
     online: bool = False  # MemPalace may be writing: copy until still, catch up later with sync
+    kg_store: str = "auto"  # issue 18: "age" | "tables" | "auto" (AGE where installed, else tables)
 
 
 @dataclass

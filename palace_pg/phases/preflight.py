@@ -17,7 +17,7 @@ import psycopg
 
 from ..dsn import shown
 from ..errors import Check
-from ..target_db import state
+from ..target_db import schema, state
 from .indexes_phase import hnsw_memory_bytes, vector_version
 
 MIN_SERVER = 160000
@@ -151,8 +151,34 @@ def source_checks(src) -> tuple[list[Check], dict]:
     return checks, facts
 
 
+def check_kg_store(conn: psycopg.Connection, requested: str, age_version: str | None, *, restart: bool) -> Check:
+    """Which KG store the migration will use (--kg-store age|tables|auto), and whether it can."""
+    from ..kg import stores
+
+    if requested not in stores.CHOICES:
+        return Check("kg_store", "fail", f"unknown KG store {requested!r}", f"use one of {', '.join(stores.CHOICES)}")
+    held = None if restart else stores.recorded(conn)
+    where = {"age": f"the Apache AGE graph {schema.GRAPH} (AGE {age_version})",
+             "tables": f"plain tables {schema.SCHEMA}.{schema.KG_TABLES['entities']}/{schema.KG_TABLES['triples']}"}
+    if held and requested not in ("auto", held):
+        return Check("kg_store", "fail", f"this target's partial migration keeps the KG in {held}; "
+                     f"--kg-store {requested} would split it", f"rerun with --kg-store {held} (or auto), or --restart; "
+                     "after the migration, `palace-pg kg convert` moves the graph", {"kg_store": held})
+    if requested == "age" and age_version is None:
+        return Check("kg_store", "fail", "--kg-store age, but the age extension is not installed in this database",
+                     "CREATE EXTENSION age (with 'age' in shared_preload_libraries), or use --kg-store tables "
+                     "(or auto)", {"kg_store": None})
+    store = held or (requested if requested != "auto" else ("age" if age_version else "tables"))
+    why = (f"--kg-store {requested}" if requested != "auto" else
+           "recorded by the earlier run" if held else
+           "auto: the age extension is installed" if store == "age" else
+           "auto: no age extension in this database (as on most managed services)")
+    return Check("kg_store", "ok", f"the knowledge graph goes into {where[store]} ({why})", data={"kg_store": store})
+
+
 def target_checks(conn: psycopg.Connection, src, *, restart: bool, rows: int, dimension: int,
-                  payload_bytes: int, lock_pid: int | None = None) -> tuple[list[Check], dict]:
+                  payload_bytes: int, lock_pid: int | None = None,
+                  kg_store: str = "auto") -> tuple[list[Check], dict]:
     checks: list[Check] = []
     facts = {"dsn": shown(conn)}
     version = conn.info.server_version
@@ -174,11 +200,9 @@ def target_checks(conn: psycopg.Connection, src, *, restart: bool, rows: int, di
                             "ALTER EXTENSION vector UPDATE"))
     else:
         checks.append(Check("vector", "ok", f"pgvector {exts['vector']}"))
-    if "age" not in exts:
-        checks.append(Check("age", "fail", "the age extension is not installed in this database",
-                            "CREATE EXTENSION age and add 'age' to shared_preload_libraries"))
-    else:
-        checks.append(Check("age", "ok", f"Apache AGE {exts['age']}"))
+    kg_check = check_kg_store(conn, kg_store, exts.get("age"), restart=restart)
+    facts["kg_store"] = kg_check.data.get("kg_store")
+    checks.append(kg_check)
     settings = dict(conn.execute("SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'full_page_writes', "
                                  "'synchronous_commit', 'maintenance_work_mem', 'max_parallel_maintenance_workers', "
                                  "'shared_preload_libraries', 'data_directory')").fetchall())
@@ -261,7 +285,7 @@ def estimate(rows_by_collection: dict[str, int], kg_rows: int, snapshot_bytes: i
 
 
 def run_preflight(conn: psycopg.Connection, src, *, restart: bool = False, daemon_url: str | None = None,
-                  lock_pid: int | None = None) -> PreflightReport:
+                  lock_pid: int | None = None, kg_store: str = "auto") -> PreflightReport:
     checks, facts = source_checks(src)
     checks.insert(0, check_daemon(daemon_url if daemon_url is not None else os.environ.get("PALACE_DAEMON_URL")))
     rows = {c.name: (c.count or 0) for c in src.collections}
@@ -269,7 +293,7 @@ def run_preflight(conn: psycopg.Connection, src, *, restart: bool = False, daemo
     dim = (drawers.dimension if drawers else 384) or 384
     payload = sum((c.count or 0) * ((c.dimension or 0) * 4 + 1200) for c in src.collections)
     tchecks, tfacts = target_checks(conn, src, restart=restart, rows=rows.get(src.drawers_name, 0),
-                                    dimension=dim, payload_bytes=payload, lock_pid=lock_pid)
+                                    dimension=dim, payload_bytes=payload, lock_pid=lock_pid, kg_store=kg_store)
     checks.extend(tchecks)
     facts["target"] = tfacts
     kg = facts.get("kg", {})

@@ -6,7 +6,6 @@ import uuid
 
 
 from .. import __version__
-from ..kg.age_store import ensure_graph
 from ..sync.changes import watermarks
 from ..target_db import ddl, schema, state
 from .base import Phase, RunContext
@@ -42,7 +41,7 @@ class SchemaPhase(Phase):
                 conn.execute(schema.collection_ddl(table, dim))
                 ddl.register_collection(conn, name, table, dim, metadata=src.collection(name).metadata,
                                         source_count=src.count(name), drawers_name=src.drawers_name, refresh=True)
-            ensure_graph(conn)
+            _ensure_kg_store(conn, ctx)
             carried, left = src.carried_files()
             for rel, path in carried:
                 ddl.put_file(conn, rel, path.read_bytes())
@@ -69,3 +68,12 @@ class SchemaPhase(Phase):
         return {"tables": [t for _, t, _ in self._tables(ctx)], "files_carried": len(carried),
                 "files_left_in_backup": left}
 
+
+
+def _ensure_kg_store(conn, ctx: RunContext) -> None:
+    """The KG store chosen for this target (--kg-store), recorded in backend_meta, and created."""
+    from ..kg import stores
+
+    store = stores.resolve(conn, ctx.options.kg_store)
+    state.set_meta(conn, stores.META_KEY, store)
+    stores.ensure(conn, store)

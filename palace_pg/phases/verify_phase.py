@@ -225,7 +225,7 @@ class VerifyPhase(Phase):
 
     # -- KG -------------------------------------------------------------------------------
     def _kg(self, ctx: RunContext, differences: list[dict]) -> dict:
-        from ..kg.age_store import read_entities, read_triples
+        from ..kg.stores import read_entities, read_triples
 
         src_entities, src_triples = ctx.source.kg()
         out = {}

@@ -1,9 +1,10 @@
-"""KG query parity: the same questions to mempalace's sqlite ``KnowledgeGraph`` and to palace_pg's AGE graph.
+"""KG query parity: the same questions to mempalace's sqlite ``KnowledgeGraph`` and to palace_pg's graph.
 
 The sqlite side runs on the snapshot copy of the KG (mempalace's class creates
 tables and indexes when it opens a file, so the source is never opened).  The
-AGE side is :class:`palace_pg.kg.AgeKnowledgeGraph`; when it is not available
-the measurement is skipped and says so.
+PostgreSQL side is :class:`palace_pg.kg.AgeKnowledgeGraph`, on whichever store the
+target holds (AGE or plain tables; the ``age_*`` figures name that side); when it is
+not available the measurement is skipped and says so.
 """
 
 from __future__ import annotations

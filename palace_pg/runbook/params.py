@@ -38,10 +38,11 @@ _COMMON: dict[str, tuple[tuple, str]] = {
     "demo_seed": ((int,), "seed of the generated demo palace"),
 }
 _BATCH = {"batch_size": ((int,), "rows per COPY batch")}
+_KG_STORE = {"kg_store": ((str,), "where the KG goes: age, tables (no AGE needed) or auto (AGE where installed)")}
 SPECS: dict[str, dict[str, tuple[tuple, str]]] = {
-    "01_preflight": {**_COMMON, **_BATCH},
+    "01_preflight": {**_COMMON, **_BATCH, **_KG_STORE},
     "02_migrate": {
-        **_COMMON, **_BATCH,
+        **_COMMON, **_BATCH, **_KG_STORE,
         "ef_search": ((int,), "hnsw.ef_search for the recall check of phase 6"),
         "restart": ((bool,), "discard the target's copy and migrate from scratch"),
         "confirm": ((bool,), "pass the write gate without the button (papermill runs)"),
@@ -106,6 +107,9 @@ def validate(notebook: str, values: dict[str, Any]) -> dict[str, Any]:
     for name in ("batch_size", "demo_drawers", "recall_queries", "latency_queries", "filtered_queries", "kg_queries"):
         if name in values and values[name] < 1:
             raise ParameterError(f"{name} must be at least 1, got {values[name]}", f"pass a positive {name}")
+    if values.get("kg_store", "auto") not in ("auto", "age", "tables"):
+        raise ParameterError(f"kg_store must be auto, age or tables, got {values['kg_store']!r}",
+                             "pass -p kg_store tables for a server without Apache AGE (or auto)")
     if values.get("dsn"):
         _refuse_password(values["dsn"])
     return values

@@ -15,6 +15,11 @@ password.  A data folder made before the lock (trust lines) is locked by its
 next ``start``: the password is set (over the still-trusted connection when
 it runs, in single-user mode when it does not), pg_hba.conf is rewritten and
 the server reloaded.
+
+``EmbeddedServer.without_age(base)`` is a second server beside ``base`` shaped like
+a managed PostgreSQL service: no ``age`` in ``shared_preload_libraries``, databases
+with ``vector`` only.  It shares ``base``'s runtime and listens on a Unix socket
+only (its own socket folder, same port number, no TCP port of its own).
 """
 
 from __future__ import annotations
@@ -62,10 +67,24 @@ class EmbeddedServer:
     port: int = DEFAULT_PORT
     dbname: str = DEFAULT_DB
     data_dir: Path | None = None
+    # A second server in the same home gets a name: its own data, socket and log folders.
+    name: str = ""
+    preload: str = "age"  # shared_preload_libraries
+    extensions: tuple[str, ...] = ("vector", "age")  # created in every database
+    tcp: bool = True  # False: Unix socket only
 
     def __post_init__(self) -> None:
         self.home = Path(self.home)
-        self.data_dir = Path(self.data_dir) if self.data_dir else self.home / "data"
+        self.data_dir = Path(self.data_dir) if self.data_dir else self.home / self._named("data")
+
+    def _named(self, folder: str) -> str:
+        return f"{folder}-{self.name}" if self.name else folder
+
+    @classmethod
+    def without_age(cls, base: "EmbeddedServer") -> "EmbeddedServer":
+        """A managed-service lookalike beside ``base``: no AGE preloaded or created, ``vector`` only."""
+        return cls(home=base.home, port=base.port, dbname=base.dbname, name="noage", preload="",
+                   extensions=("vector",), tcp=False)
 
     @classmethod
     def from_env(cls) -> "EmbeddedServer":
@@ -79,11 +98,11 @@ class EmbeddedServer:
     # -- paths -------------------------------------------------------------------------
     @property
     def run_dir(self) -> Path:
-        return self.home / "run"
+        return self.home / self._named("run")
 
     @property
     def log_file(self) -> Path:
-        return self.home / "log" / "server.log"
+        return self.home / self._named("log") / "server.log"
 
     def _bin(self, name: str) -> str:
         return str(self.home / install.RUNTIME_NAME / "pgserver" / "pginstall" / "bin" / name)
@@ -103,9 +122,13 @@ class EmbeddedServer:
     def url(self, dbname: str | None = None) -> str:
         """The DSN: the password comes from the passfile it names (libpq's ``passfile=``)."""
         passfile = urllib.parse.quote(str(self.passfile), safe="/")
+        if not self.tcp:
+            return f"{self._url_without_password(dbname)}&passfile={passfile}"
         return f"{self._url_without_password(dbname)}?passfile={passfile}"
 
     def _url_without_password(self, dbname: str | None = None) -> str:
+        if not self.tcp:
+            return f"postgresql://{auth.SUPERUSER}@/{dbname or self.dbname}?host={self.run_dir}&port={self.port}"
         return f"postgresql://{auth.SUPERUSER}@127.0.0.1:{self.port}/{dbname or self.dbname}"
 
     # -- process helpers ---------------------------------------------------------------
@@ -174,12 +197,12 @@ class EmbeddedServer:
         flag = "on" if durable else "off"
         text = "\n".join([
             "# written by palace_pg on every start; edit postgresql.auto.conf (ALTER SYSTEM) instead",
-            "listen_addresses = '127.0.0.1'",
+            f"listen_addresses = '{'127.0.0.1' if self.tcp else ''}'",
             f"port = {self.port}",
             f"unix_socket_directories = '{self.run_dir}'",
             "unix_socket_permissions = 0700",  # the owner only (root passes anyway); applies at restart
             "password_encryption = 'scram-sha-256'",
-            "shared_preload_libraries = 'age'",
+            f"shared_preload_libraries = '{self.preload}'",
             f"fsync = {flag}",
             f"full_page_writes = {flag}",
             f"synchronous_commit = {flag}",
@@ -298,20 +321,20 @@ class EmbeddedServer:
         self.create_database(self.dbname)
 
     def create_database(self, dbname: str) -> str:
-        """Create (if missing) a database with vector, age and the search_path set; return its URL."""
+        """Create (if missing) a database with the server's extensions and the search_path set; return its URL."""
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone():
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
         with psycopg.connect(self.url(dbname), autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            conn.execute("CREATE EXTENSION IF NOT EXISTS age")
+            for ext in self.extensions:  # a fixed allow-list of two names
+                conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext)))
             installed = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
             if installed != install.VECTOR_VERSION:
                 # a database created before the overlay: move the catalog to the fixed version
                 conn.execute("ALTER EXTENSION vector UPDATE")
             # ag_catalog last, so plain CREATE TABLE lands in public (research/pg-stack-verify.md §7)
-            conn.execute(sql.SQL('ALTER DATABASE {} SET search_path = "$user", public, ag_catalog')
-                         .format(sql.Identifier(dbname)))
+            path = '"$user", public, ag_catalog' if "age" in self.extensions else '"$user", public'
+            conn.execute(sql.SQL("ALTER DATABASE {} SET search_path = " + path).format(sql.Identifier(dbname)))
         return self.url(dbname)
 
     def drop_database(self, dbname: str) -> None:

@@ -21,17 +21,18 @@ from ..target_db.compare import diff_rows
 
 
 def _store(conn: psycopg.Connection):
-    from ..kg.age_store import AgeStore
+    """The store this database holds (AGE or plain tables), ready for writes."""
+    from ..kg import stores
 
-    store = AgeStore(conn)
+    store = stores.store_class(stores.held(conn) or stores.resolve(conn))(conn)
     store.prepare_session()
     return store
 
 
 def _target_rows(conn: psycopg.Connection) -> tuple[list[dict], list[dict]]:
-    from ..kg.age_store import read_entities, read_triples
+    from ..kg import stores
 
-    return read_entities(conn), read_triples(conn)
+    return stores.read_entities(conn), stores.read_triples(conn)
 
 
 def sync_kg(conn: psycopg.Connection, entities: list[dict], triples: list[dict]) -> dict:

@@ -45,7 +45,7 @@ def target_fingerprint(conn: psycopg.Connection, *, with_seq: bool = True) -> di
         for row in conn.execute(sql.SQL(query).format(schema.qualified(table))):
             digest.update(repr(row).encode())
         out[table] = digest.hexdigest()
-    from ..kg.age_store import read_entities, read_triples
+    from ..kg.stores import read_entities, read_triples
 
     for name, rows in (("kg_entities", read_entities(conn)), ("kg_triples", read_triples(conn))):
         out[name] = hashlib.sha256("\n".join(jsonfmt.canonical(r) for r in rows).encode()).hexdigest()

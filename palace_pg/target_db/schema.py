@@ -39,7 +39,10 @@ KNOWN_TABLES = {
     "mempalace_assets": "assets",
     "mempalace_compressed": "compressed",
 }
-RESERVED = {"backend_meta", "collections", "checkpoints", "runs", "rejects", "files", "source_digests"}
+# The knowledge graph's plain tables (the ``tables`` KG store, for servers without Apache AGE).
+KG_TABLES = {"entities": "kg_entities", "triples": "kg_triples"}
+RESERVED = {"backend_meta", "collections", "checkpoints", "runs", "rejects", "files", "source_digests",
+            *KG_TABLES.values()}
 
 # Index definitions built by phase 4, per table. HNSW parameters are recorded in backend_meta.
 HNSW_M = 16
