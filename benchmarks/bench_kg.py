@@ -33,6 +33,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from palace_pg import metrics
 from palace_pg.kg import AgeKnowledgeGraph, stores
 from palace_pg.kg.store import TRIPLE_COLUMNS
 
@@ -64,8 +65,8 @@ def synthetic_rows(n_entities: int, n_triples: int, seed: int = 7) -> tuple[list
 
 
 def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    """palace_pg.metrics' definition (interpolated), as every other benchmark reports it."""
+    return metrics.percentiles(values, (int(round(q * 100)),), digits=6)[f"p{int(round(q * 100))}_ms"]
 
 
 def run(dsn: str, n_entities: int, n_triples: int, queries: int, adds: int,

@@ -27,12 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from palace_pg.metrics import spread
 from palace_pg.server import EmbeddedServer
 
 
 def _median(values: list[float]) -> dict:
-    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
-            "max": round(max(values), 2), "runs": len(values)}
+    return spread(values)
 
 
 def _peak_rss_of(cmd: list[str]) -> tuple[int, float, str, float]:

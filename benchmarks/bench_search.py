@@ -9,8 +9,21 @@ clustered 384-d vectors, wings of 30% … 1% correlated with the clusters),
 COPYs them into a fresh database as the migration does, builds the indexes
 of target_db/schema.py and runs maintenance ``compact``, then queries through
 ``PostgresBackend`` — the path MemPalace uses — and through chromadb's own
-client on the same vectors.  Recall@k is against numpy brute force.
-Prints a table and writes JSON.
+client on the same vectors.  Recall@k is against exact search
+(palace_pg.metrics: one tie tolerance, interpolated percentiles).
+Prints a table and writes JSON; every figure carries what it measured: the
+plan (``exact``, ``hnsw``, ``iterative``), k, ef_search and the query kind:
+
+* ``mixture``: off-distribution queries (palace_pg.query_sets.mixtures: mixes
+  of stored vectors across clusters plus noise), the hard case and the
+  default of every case without a suffix;
+* ``in-distribution``: held-out vectors drawn like the drawers (what the
+  figures before issue 14 measured).
+
+Cases: ``unfiltered`` (k 10), ``unfiltered k=20`` (MemPalace's pool for its
+re-rank, 4 × n for n = 5), ``unfiltered in-distribution``, ``unfiltered hnsw``
+(HNSW even where the backend would scan exactly: the index's own recall),
+the wing filters, and ``unfiltered ef=N`` for ``--ef-search`` (ef pinned).
 
 ``--dsn`` must name an empty database (default: a new database
 ``bench_search_<pid>`` on the embedded server, dropped afterwards unless
@@ -42,28 +55,59 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from palace_pg import metrics, query_sets  # noqa: E402
 from palace_pg.backend import PostgresBackend, testing  # noqa: E402
 from palace_pg.backend.search_plan import Planner  # noqa: E402
 
 log = logging.getLogger("bench_search")
 
 FILTERS = {"unfiltered": None, "wing 1%": "wing09", "wing 11%": "wing02", "wing 30%": "wing00"}
+#: MemPalace's vector pool for its hybrid re-rank: 4 × n_results (n = 5 by default).
+POOL_K = 20
+MIXTURE, IN_DISTRIBUTION = query_sets.MIXTURE, "in-distribution"
 
 
-def ground_truth(data: testing.SyntheticSet, queries: np.ndarray, k: int, wing: str | None) -> list[set]:
-    if wing is None:
-        idx = np.arange(len(data.ids))
-    else:
-        idx = np.array([i for i, m in enumerate(data.metadatas) if m["wing"] == wing])
-    sims = queries @ data.embeddings[idx].T
-    top = np.argsort(-sims, axis=1)[:, :k]
-    return [{data.ids[idx[j]] for j in row} for row in top]
+@dataclass(frozen=True)
+class Case:
+    label: str
+    wing: str | None = None
+    k: int = 10
+    kind: str = MIXTURE
+    options: tuple = ()  # SearchSettings overrides for this case's collection
+
+    @property
+    def where(self):
+        return {"wing": self.wing} if self.wing else None
+
+
+def cases(k: int, ef_values=()) -> list[Case]:
+    out = [Case("unfiltered", k=k), Case(f"unfiltered k={POOL_K}", k=POOL_K),
+           Case("unfiltered in-distribution", k=k, kind=IN_DISTRIBUTION),
+           Case("unfiltered hnsw", k=k, options=(("exact_unfiltered_max_rows", 0),)),
+           Case(f"unfiltered hnsw k={POOL_K}", k=POOL_K, options=(("exact_unfiltered_max_rows", 0),))]
+    out += [Case(label, wing=wing, k=k) for label, wing in FILTERS.items() if wing]
+    out += [Case(f"unfiltered ef={ef}", k=k, options=(("ef_search", ef), ("ef_per_k", 0),
+                                                      ("exact_unfiltered_max_rows", 0))) for ef in ef_values]
+    return out
+
+
+def query_vectors(data: testing.SyntheticSet, n: int, seed: int = 11) -> dict[str, np.ndarray]:
+    """Each query kind's vectors: off-distribution mixtures of stored vectors, and the generator's held-out ones."""
+    rng = np.random.default_rng(seed)
+    return {MIXTURE: query_sets.mixtures(data.embeddings, n, rng).vectors, IN_DISTRIBUTION: data.queries[:n]}
+
+
+def ground_truth(data: testing.SyntheticSet, queries: np.ndarray, k: int, wing: str | None) -> metrics.ExactTopK:
+    groups = [wing] * len(queries) if wing else None
+    labels = [m["wing"] for m in data.metadatas] if wing else None
+    return metrics.exact_topk(queries, data.embeddings, data.ids, k, groups=groups, labels=labels)
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -75,8 +119,8 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(search, queries: np.ndarray, truth: list[set], k: int, server_pid: int | None = None) -> dict:
-    """Latency percentiles, recall and CPU per query.
+def measure(search, queries: np.ndarray, truth: metrics.ExactTopK, server_pid: int | None = None) -> dict:
+    """Latency percentiles, recall and CPU per query; ``search(q)`` returns the distances of its rows.
 
     Wall-clock latency depends on what else the machine runs; ``cpu_ms`` (this
     process plus the server backend serving it, from /proc) does much less, so
@@ -84,21 +128,20 @@ def measure(search, queries: np.ndarray, truth: list[set], k: int, server_pid: i
     """
     for q in queries:  # one warm-up pass over the same queries (caches, prepared statements)
         search(q)
-    latencies, recalls, counts = [], [], []
+    latencies, returned = [], []
     cpu0, srv0 = time.process_time(), process_cpu_seconds(server_pid) if server_pid else None
-    for q, want in zip(queries, truth):
+    for q in queries:
         t = time.perf_counter()
-        ids = search(q)
+        dists = search(q)
         latencies.append((time.perf_counter() - t) * 1000)
-        recalls.append(len(set(ids) & want) / k)
-        counts.append(len(ids))
+        returned.append(dists)
     client_ms = (time.process_time() - cpu0) * 1000 / len(queries)
     srv1 = process_cpu_seconds(server_pid) if server_pid else None
     server_ms = (srv1 - srv0) * 1000 / len(queries) if srv0 is not None and srv1 is not None else None
-    lat = np.array(latencies)
-    out = {"p50_ms": round(float(np.percentile(lat, 50)), 3), "p95_ms": round(float(np.percentile(lat, 95)), 3),
-           "p99_ms": round(float(np.percentile(lat, 99)), 3), "recall_at_k": round(float(np.mean(recalls)), 4),
-           "min_recall": round(float(np.min(recalls)), 2), "mean_rows": round(float(np.mean(counts)), 2),
+    per_query = metrics.per_query_recall(returned, truth)
+    out = {**metrics.percentiles(latencies), "recall_at_k": metrics.recall_at_k(returned, truth),
+           "min_recall": round(float(np.min(per_query)), 2), "queries_below_1": int((per_query < 1).sum()),
+           "mean_rows": round(float(np.mean([len(r) for r in returned])), 2),
            "queries": len(queries), "client_cpu_ms": round(client_ms, 3)}
     if server_ms is not None:
         out["server_cpu_ms"] = round(server_ms, 3)
@@ -155,7 +198,7 @@ def load_postgres(dsn: str, data: testing.SyntheticSet, palace: Path, compact: b
     return timings
 
 
-def run_postgres(palace: Path, data, queries, k, truths, *, rounds: int = 1, ef_values=()) -> dict:
+def run_postgres(palace: Path, queries: dict, truths: dict, case_list: list[Case], *, rounds: int = 1) -> dict:
     """Every case ``rounds`` times, interleaved (round 1 of all cases, then round 2 …).
 
     Other work on the machine comes and goes; p50/p95 reported are the medians of
@@ -163,46 +206,40 @@ def run_postgres(palace: Path, data, queries, k, truths, *, rounds: int = 1, ef_
     """
     from palace_pg.backend.filters import compile_where
 
-    cases = []  # (label, where, collection, truth)
-    main_col = PostgresBackend().get_collection(str(palace), "mempalace_drawers", False)
-    for label, wing in FILTERS.items():
-        cases.append((label, {"wing": wing} if wing else None, main_col, truths[label]))
-    for ef in ef_values:
-        col = PostgresBackend().get_collection(str(palace), "mempalace_drawers", False, options={"ef_search": ef})
-        cases.append((f"unfiltered ef={ef}", None, col, truths["unfiltered"]))
-    per_round: dict[str, list[dict]] = {label: [] for label, *_ in cases}
+    cols = {c.label: PostgresBackend().get_collection(str(palace), "mempalace_drawers", False,
+                                                      options=dict(c.options) or None) for c in case_list}
+    per_round: dict[str, list[dict]] = {c.label: [] for c in case_list}
     for r in range(rounds):
-        for label, where, col, truth in cases:
-            def search(q, where=where, col=col):
-                return col.query(query_embeddings=[q], n_results=k, where=where,
-                                 include=["documents", "metadatas", "distances"]).ids[0]
+        for c in case_list:
+            col = cols[c.label]
+
+            def search(q, c=c, col=col):
+                return col.query(query_embeddings=[q], n_results=c.k, where=c.where,
+                                 include=["documents", "metadatas", "distances"]).distances[0]
 
             with col._handle.pool.connection() as conn:  # single-threaded: every query reuses it
                 pid = conn.info.backend_pid
-            per_round[label].append(measure(search, queries, truth, k, server_pid=pid))
-            log.info("round %d %-18s p50 %.2f ms", r + 1, label, per_round[label][-1]["p50_ms"])
+            per_round[c.label].append(measure(search, queries[c.kind], truths[c.label], server_pid=pid))
+            log.info("round %d %-28s p50 %.2f ms", r + 1, c.label, per_round[c.label][-1]["p50_ms"])
     out = {}
-    for label, where, col, _truth in cases:
-        results = per_round[label]
+    for c in case_list:
+        results, col = per_round[c.label], cols[c.label]
         res = dict(results[0])
         for key in ("p50_ms", "p95_ms", "p99_ms", "client_cpu_ms", "server_cpu_ms", "cpu_ms"):
-            if key not in res:
-                continue
-            res[key] = round(float(np.median([x[key] for x in results])), 3)
+            if key in res:
+                res[key] = round(float(np.median([x[key] for x in results])), 3)
         res["rounds"] = len(results)
         res["rounds_p50_ms"] = [x["p50_ms"] for x in results]
         planner: Planner = col._handle.planner
-        if where:
-            with col._handle.pool.connection() as conn:
-                res["plan"] = planner.choose(conn, col.table, compile_where(where)).kind
-        else:
-            res["plan"] = "hnsw"
-        res["ef_search"] = planner.settings.ef_search
-        out[label] = res
+        with col._handle.pool.connection() as conn:
+            res["plan"] = planner.choose(conn, col.table, compile_where(c.where)).kind
+        res["ef_search"] = planner.settings.ef_for(c.k, iterative=res["plan"] == "iterative") \
+            if res["plan"] != "exact" else None
+        out[c.label] = res | {"k": c.k, "query_kind": c.kind}
     return out
 
 
-def run_chroma(data, queries, k, truths) -> dict:
+def run_chroma(data, queries: dict, truths: dict, case_list: list[Case]) -> dict:
     import chromadb
 
     folder = tempfile.mkdtemp(prefix="bench_chroma_")
@@ -215,14 +252,16 @@ def run_chroma(data, queries, k, truths) -> dict:
             col.add(ids=data.ids[start:end], documents=data.documents[start:end],
                     metadatas=data.metadatas[start:end], embeddings=data.embeddings[start:end])
         out = {"load_s": round(time.perf_counter() - t, 2)}
-        for label, wing in FILTERS.items():
-            where = {"wing": wing} if wing else None
+        for c in case_list:
+            if c.options and c.label != "unfiltered hnsw":  # Chroma has one configuration: its own
+                continue
 
-            def search(q, where=where):
-                return col.query(query_embeddings=[q], n_results=k, where=where,
-                                 include=["documents", "metadatas", "distances"])["ids"][0]
+            def search(q, c=c):
+                return col.query(query_embeddings=[q], n_results=c.k, where=c.where,
+                                 include=["documents", "metadatas", "distances"])["distances"][0]
 
-            out[label] = measure(search, queries, truths[label], k)
+            out[c.label] = measure(search, queries[c.kind], truths[c.label]) | {
+                "k": c.k, "query_kind": c.kind, "plan": "hnsw", "ef_search": 100}
         return out
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -267,10 +306,12 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         data = testing.synthetic_drawers(args.rows, n_queries=args.queries, noise=args.noise)
         log.info("generated %d drawers in %.1fs", args.rows, time.perf_counter() - t)
-        truths = {label: ground_truth(data, data.queries, args.k, wing) for label, wing in FILTERS.items()}
-        sims = data.queries @ data.embeddings.T
+        queries = query_vectors(data, args.queries)
+        case_list = cases(args.k, args.ef_search)
+        truths = {c.label: ground_truth(data, queries[c.kind], c.k, c.wing) for c in case_list}
         result = {"rows": args.rows, "queries": args.queries, "k": args.k, "noise": args.noise,
-                  "mean_top1_cosine": round(float(sims.max(axis=1).mean()), 4),
+                  "mean_top1_cosine": {kind: round(float(1 - ground_truth(data, q, 1, None).kth.mean()), 4)
+                                       for kind, q in queries.items()},
                   "wing_shares": {w: round(sum(m["wing"] == w for m in data.metadatas) / args.rows, 4)
                                   for w in filter(None, FILTERS.values())},
                   "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
@@ -280,10 +321,9 @@ def main(argv=None) -> int:
         if server["hnsw_index_bytes"] > server["shared_buffers_bytes"]:
             log.warning("the HNSW index (%d MB) does not fit shared_buffers (%s): latencies will suffer",
                         server["hnsw_index_bytes"] // 2**20, server["shared_buffers"])
-        result["postgres"] = run_postgres(palace, data, data.queries, args.k, truths, rounds=args.rounds,
-                                          ef_values=args.ef_search)
+        result["postgres"] = run_postgres(palace, queries, truths, case_list, rounds=args.rounds)
         if not args.skip_chroma:
-            result["chroma"] = run_chroma(data, data.queries, args.k, truths)
+            result["chroma"] = run_chroma(data, queries, truths, case_list)
     finally:
         shutil.rmtree(palace, ignore_errors=True)
         if created and not args.keep:
@@ -293,14 +333,15 @@ def main(argv=None) -> int:
 
     print(f"\n{args.rows} drawers, {args.queries} queries, k={args.k}, shared_buffers {server['shared_buffers']}, "
           f"HNSW {server['hnsw_index_bytes'] // 2**20} MB")
-    print(f"{'search':<18} {'system':<9} {'plan':<10} {'p50 ms':>8} {'p95 ms':>8} {'recall@k':>9} {'rows':>6} "
-          f"{'cpu ms':>7}")
+    print(f"{'search':<28} {'system':<9} {'plan':<9} {'k':>3} {'ef':>5} {'queries':<16} {'p50 ms':>7} "
+          f"{'p95 ms':>7} {'recall@k':>9} {'<1.0':>5} {'rows':>6} {'cpu ms':>7}")
     for label in result["postgres"]:
         for system in ("postgres", "chroma"):
             if label in result.get(system, {}):
                 r = result[system][label]
-                print(f"{label:<18} {system:<9} {r.get('plan', ''):<10} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} "
-                      f"{r['recall_at_k']:>9.4f} {r['mean_rows']:>6.1f} {r.get('cpu_ms', r['client_cpu_ms']):>7.2f}")
+                print(f"{label:<28} {system:<9} {r.get('plan', ''):<9} {r['k']:>3} {r['ef_search'] or '-':>5} "
+                      f"{r['query_kind']:<16} {r['p50_ms']:>7.2f} {r['p95_ms']:>7.2f} {r['recall_at_k']:>9.4f} "
+                      f"{r['queries_below_1']:>5} {r['mean_rows']:>6.1f} {r.get('cpu_ms', r['client_cpu_ms']):>7.2f}")
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")
     return 0

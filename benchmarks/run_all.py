@@ -42,7 +42,9 @@ for _p in (str(ROOT), str(HERE)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from bench_migrate import _median, server_settings  # noqa: E402
+from bench_migrate import server_settings  # noqa: E402
+
+from palace_pg.metrics import spread  # noqa: E402
 
 BENCHES = ("migrate", "search", "kg")
 QUICK = {"drawers": 3000, "repeat": 1}
@@ -185,7 +187,7 @@ def first(obj, *paths):
 
 def fig(values) -> dict | None:
     values = [v for v in values if isinstance(v, (int, float))]
-    return _median(values) if values else None
+    return spread(values) if values else None
 
 
 def single(value) -> dict | None:

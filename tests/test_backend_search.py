@@ -17,9 +17,10 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
+from palace_pg import metrics
 from palace_pg.backend import PostgresBackend, testing
 from palace_pg.backend.filters import _could_be_other_type, compile_where
-from palace_pg.backend.search_plan import EXACT, ITERATIVE, Columns
+from palace_pg.backend.search_plan import EXACT, HNSW, ITERATIVE, Columns
 
 ROWS = 6000
 K = 10
@@ -47,6 +48,9 @@ def open_palace(generated, tmp_path):
     backends = []
 
     def make(**options):
+        # the generated palace is small enough to be searched exactly when unfiltered: these tests are
+        # about the HNSW plans, so the index is used unless a test asks otherwise
+        options.setdefault("exact_unfiltered_max_rows", 0)
         path = tmp_path / f"palace_{len(backends)}"
         testing.claim_palace(path, dsn, {"mempalace_drawers": 384})
         backend = PostgresBackend()
@@ -124,15 +128,17 @@ def test_ef_search_is_configurable(open_palace, generated, monkeypatch):
     default = open_palace()
     default.query(query_embeddings=q, n_results=K)
     assert _session(default, "hnsw.ef_search") == "100"
+    default.query(query_embeddings=q, n_results=20)  # MemPalace's pool: ef grows with k
+    assert _session(default, "hnsw.ef_search") == "200"
 
-    tuned = open_palace(ef_search=37)
+    tuned = open_palace(ef_search=37, ef_per_k=0)
     tuned.query(query_embeddings=q, n_results=K)
     assert _session(tuned, "hnsw.ef_search") == "37"
     tuned.query(query_embeddings=q, n_results=50)  # never below k
     assert _session(tuned, "hnsw.ef_search") == "50"
 
     monkeypatch.setenv("PALACE_PG_EF_SEARCH", "23")
-    from_env = open_palace()
+    from_env = open_palace(ef_per_k=0)
     from_env.query(query_embeddings=q, n_results=K)
     assert _session(from_env, "hnsw.ef_search") == "23"
     assert open_palace(ef_search=41)._handle.planner.settings.ef_search == 41  # options beat the environment
@@ -215,3 +221,15 @@ def test_indexed_column_equality_keeps_chroma_types(fresh_db, tmp_path, typed_or
         assert sorted(found.ids[0]) == expected
     finally:
         backend.close()
+
+
+def test_small_collection_unfiltered_is_exact(open_palace, generated):
+    """Below exact_unfiltered_max_rows an unfiltered search scans exactly: the true top-k, in order."""
+    _dsn, data = generated
+    col = open_palace(exact_unfiltered_max_rows=len(data.ids))
+    assert _plan(col, None) == EXACT
+    truth = metrics.exact_topk(data.queries[:5], data.embeddings, data.ids, 20)
+    returned = [col.query(query_embeddings=[q], n_results=20).distances[0] for q in data.queries[:5]]
+    assert metrics.recall_at_k(returned, truth) == 1.0
+    assert all(d == sorted(d) for d in returned)
+    assert _plan(open_palace(exact_unfiltered_max_rows=len(data.ids) - 1), None) == HNSW

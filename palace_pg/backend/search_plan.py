@@ -9,7 +9,11 @@ for a 30% wing (strict or relaxed order, ef_search 40–200, fetching up to
 (perf-anchors.md §1.5 found 0.81–0.87).  So the plan is chosen by how many
 rows the filter matches, counted through the btrees (capped, cached briefly):
 
-* no filter: HNSW with ``hnsw.ef_search`` (default 64, see settings.py);
+* no filter, a collection of at most ``exact_unfiltered_max_rows`` rows: exact
+  (recall 1.0; the scan costs a few ms at that size, see settings.py);
+* no filter, a larger collection: HNSW with an ``hnsw.ef_search`` that grows
+  with k (``SearchSettings.ef_for``): MemPalace asks for a pool of 4n rows
+  for its BM25 re-rank, and a fixed ef loses recall as k approaches it;
 * at most ``exact_max_rows`` matching rows: exact — distances over the
   filtered subset only, via ``cosine_distance()`` (what ``<=>`` calls; as a
   function the ORDER BY cannot be served by HNSW, and each distance is
@@ -85,11 +89,11 @@ class Planner:
         self._lock = threading.Lock()
 
     # -- selectivity ---------------------------------------------------------------------
-    def matching_rows(self, conn: psycopg.Connection, table: str, pred: Predicate) -> int:
-        """Rows the filter matches, counted up to ``exact_max_rows + 1``."""
-        cap = self.settings.exact_max_rows + 1
+    def matching_rows(self, conn: psycopg.Connection, table: str, pred: Predicate, cap: int | None = None) -> int:
+        """Rows the filter matches, counted up to ``cap`` (default ``exact_max_rows + 1``)."""
+        cap = self.settings.exact_max_rows + 1 if cap is None else int(cap)
         stmt = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} LIMIT %s) s").format(qualified(table), pred.sql)
-        key = (table, stmt.as_string(conn), repr(pred.params))
+        key = (table, stmt.as_string(conn), repr(pred.params), cap)
         now = time.monotonic()
         with self._lock:
             hit = self._counts.get(key)
@@ -110,6 +114,11 @@ class Planner:
 
     def choose(self, conn: psycopg.Connection, table: str, pred: Predicate) -> PlanChoice:
         if pred.is_true:
+            small = self.settings.exact_unfiltered_max_rows
+            if small > 0:
+                rows = self.matching_rows(conn, table, pred, cap=small + 1)
+                if rows <= small:
+                    return PlanChoice(EXACT, rows)
             return PlanChoice(HNSW)
         matching = self.matching_rows(conn, table, pred)
         if matching <= self.settings.exact_max_rows:
@@ -155,7 +164,7 @@ class Planner:
 
     def _hnsw(self, conn, table, vector, k, pred, cols, *, iterative: bool) -> list[tuple]:
         s = self.settings
-        ef = max(s.iterative_ef_search if iterative else s.ef_search, k)
+        ef = s.ef_for(k, iterative=iterative)
         if iterative:
             # relaxed_order returns rows slightly out of order: the outer query re-sorts them.
             stmt = sql.SQL(

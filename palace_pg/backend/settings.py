@@ -13,7 +13,8 @@ DSN, first match wins:
    then writes the marker, so the palace is found by detection afterwards.
 
 Search tuning, first match wins: ``options``, environment
-(``PALACE_PG_EF_SEARCH``, ``PALACE_PG_EXACT_MAX_ROWS``), the ``search`` key
+(``PALACE_PG_EF_SEARCH``, ``PALACE_PG_EXACT_MAX_ROWS``,
+``PALACE_PG_EXACT_UNFILTERED_MAX_ROWS``), the ``search`` key
 of ``backend_meta``, then the defaults below.
 """
 
@@ -28,6 +29,8 @@ from ..marker import Marker, has_marker, read_marker
 
 ENV_DSN = "PALACE_PG_DSN"
 CONFIG_DSN_KEY = "postgres_dsn"
+#: pgvector's upper bound for hnsw.ef_search.
+HNSW_EF_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,18 @@ class SearchSettings:
     #: ef_construction 100), three builds: recall@10 0.994 / 0.9975 / 0.9865 at 100 against
     #: 0.994 / 0.9965 / 0.9865 at 64, which is ~0.3 ms faster (PALACE_PG_EF_SEARCH=64).
     ef_search: int = 100
+    #: ef_search grows with k: at least ``ef_per_k * k`` (capped at pgvector's 1000).  MemPalace asks
+    #: for a pool of 4n (20 for n = 5) for its re-rank.  Measured (benchmarks/bench_exact_threshold.py,
+    #: 2 shared cores, synthetic drawers, 100 off-distribution mixture queries, m 16 / ef_construction 100):
+    #: k 20 at ef 200 gave recall 1.0 at 10K–20K rows (p50 1.4–1.5 ms) but 0.9935 at 40K; k 10 at ef 100
+    #: gave 0.976 at 40K.  So 10 is a floor, not yet the 0.995 target above ~20K (not measured at 160K).
+    ef_per_k: int = 10
+    #: An unfiltered search of a collection of at most this many rows is exact (recall 1.0): the
+    #: scan stays within a few ms there.  Measured through PostgresBackend with documents and
+    #: metadatas (benchmarks/bench_exact_threshold.py, compacted table, 2 shared cores), exact p50
+    #: k 10 / k 20: 2K rows 1.04 / 1.14 ms, 5.5K 1.82 / 2.00 ms, 10K 2.81 / 3.06 ms, 20K 6.93 / 7.89 ms,
+    #: 40K 20.0 ms (HNSW: 0.8 / 1.4 ms).  Embedding the query with MiniLM costs ~35 ms.
+    exact_unfiltered_max_rows: int = 10_000
     #: A filter matching at most this many rows is searched exactly (recall 1.0).
     exact_max_rows: int = 100_000
     #: Larger filtered subsets: HNSW iterative scan with these settings, exact fallback if short.
@@ -46,6 +61,11 @@ class SearchSettings:
     count_ttl: float = 60.0
     #: Lexical search: candidates scored with BM25 (Chroma keeps 500 too).
     lexical_window: int = 500
+
+    def ef_for(self, k: int, *, iterative: bool = False) -> int:
+        """hnsw.ef_search for a top-``k`` search: the configured floor, raised with k, at most 1000."""
+        floor = self.iterative_ef_search if iterative else self.ef_search
+        return min(HNSW_EF_MAX, max(floor, self.ef_per_k * int(k), int(k)))
 
     @classmethod
     def resolve(cls, options: Optional[dict] = None, stored: Optional[dict] = None) -> "SearchSettings":
@@ -63,6 +83,8 @@ def _from_env() -> dict:
         out["ef_search"] = int(os.environ["PALACE_PG_EF_SEARCH"])
     if os.environ.get("PALACE_PG_EXACT_MAX_ROWS"):
         out["exact_max_rows"] = int(os.environ["PALACE_PG_EXACT_MAX_ROWS"])
+    if os.environ.get("PALACE_PG_EXACT_UNFILTERED_MAX_ROWS"):
+        out["exact_unfiltered_max_rows"] = int(os.environ["PALACE_PG_EXACT_UNFILTERED_MAX_ROWS"])
     return out
 
 

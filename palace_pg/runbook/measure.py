@@ -4,10 +4,13 @@ Chroma is only ever opened on a *snapshot copy* of the palace (chromadb writes
 into any palace it opens); PostgreSQL is queried with plain SQL on the target
 schema (the same statements the backend issues for a nearest-neighbour search).
 
-Ground truth is exact cosine top-10 over every drawer, computed in one
-streaming pass over the copy, so memory stays flat whatever the palace size.
-A returned row counts as a hit when its distance is within the true 10th
-distance (ties among duplicate vectors are not misses).
+Ground truth is exact cosine top-10 over every drawer (palace_pg.metrics,
+the definitions phase 6 and the benchmarks use), computed in one streaming
+pass over the copy, so memory stays flat whatever the palace size.  Queries
+look like real ones (palace_pg.query_sets): held-out questions embedded with
+MiniLM when the palace's vectors are MiniLM's, and off-distribution mixtures
+of stored vectors; every row of every table names its query kind, k, engine
+(HNSW or exact) and ef_search.
 """
 
 from __future__ import annotations
@@ -22,23 +25,29 @@ from pathlib import Path
 import numpy as np
 from psycopg import sql
 
+from .. import metrics, query_sets
 from ..target_db import schema
 
 log = logging.getLogger(__name__)
 
 K = 10
 PAGE = 5000
-TIE = 1e-5
 
 
 @dataclass
 class Queries:
-    """Query vectors (sampled rows, nudged off themselves) and the exact answer for each."""
+    """Query vectors (each with its kind and, when filtered, its wing) and the exact answer for each."""
 
     vectors: np.ndarray
     wing: list[str | None]  # None: unfiltered; else the query is restricted to that wing
-    kth: np.ndarray = field(default=None)  # exact 10th distance per query (inf if fewer rows)
+    kind: list[str] = field(default_factory=list)  # query_sets.TEXT or MIXTURE, per query
+    truth: metrics.ExactTopK | None = None
     wing_rows: dict = field(default_factory=dict)
+
+    @property
+    def kth(self) -> np.ndarray:
+        """Exact 10th distance per query (inf when the wing has fewer rows)."""
+        return self.truth.kth
 
 
 class ChromaCopy:
@@ -88,56 +97,36 @@ def _pages(col, include: list[str]):
         offset += len(page["ids"])
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=1, keepdims=True)
-    return v / np.where(n == 0, 1, n)
-
-
 def sample_queries(col, *, unfiltered: int, per_wing: int, seed: int = 0) -> Queries:
-    """Sample query rows (all wings, then per wing) and compute their exact top-10 in one pass."""
+    """Unfiltered queries of every kind, then ``per_wing`` mixtures per wing; exact top-10 in one pass."""
     rng = np.random.default_rng(seed)
     ids, wings = [], []
     for page in _pages(col, ["metadatas"]):
         ids += page["ids"]
         wings += [(m or {}).get("wing") for m in page["metadatas"]]
-    picks: list[tuple[int, str | None]] = [(int(i), None) for i in
-                                           rng.choice(len(ids), size=min(unfiltered, len(ids)), replace=False)]
-    by_wing: dict[str, list[int]] = {}
-    for i, w in enumerate(wings):
+    picks = sorted(int(i) for i in rng.choice(len(ids), size=min(max(unfiltered, per_wing), len(ids)), replace=False))
+    got = col.get(ids=[ids[i] for i in picks], include=["embeddings", "documents"])
+    sample = np.asarray(got["embeddings"], dtype=np.float32)
+    sets = query_sets.for_palace(got["documents"], sample, unfiltered, seed)
+    vectors = [qs.vectors for qs in sets]
+    q_wing: list[str | None] = [None] * sum(len(v) for v in vectors)
+    kinds = [qs.kind for qs in sets for _ in qs.vectors]
+    by_wing: dict[str, int] = {}
+    for w in wings:
         if w is not None:
-            by_wing.setdefault(w, []).append(i)
-    for w, rows in sorted(by_wing.items()):
-        picks += [(int(i), w) for i in rng.choice(rows, size=min(per_wing, len(rows)), replace=False)]
-    got = col.get(ids=sorted({ids[i] for i, _ in picks}), include=["embeddings"])
-    vec_by_id = dict(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32)))
-    vectors = np.stack([vec_by_id[ids[i]] for i, _ in picks])
-    vectors = vectors + rng.normal(0, 0.02, size=vectors.shape).astype(np.float32)
-    q = Queries(vectors, [w for _, w in picks], wing_rows={w: len(r) for w, r in by_wing.items()})
-    q.kth = _exact_kth(col, q)
-    return q
-
-
-def _exact_kth(col, q: Queries) -> np.ndarray:
-    """The exact 10th cosine distance for every query (restricted to its wing when it has one)."""
-    qn = _unit(q.vectors).astype(np.float64)
-    best = np.full((len(qn), K), np.inf)
-    qwing = np.array([w if w is not None else "\0all" for w in q.wing], dtype=object)
+            by_wing[w] = by_wing.get(w, 0) + 1
+    mixed = next(qs for qs in sets if qs.kind == query_sets.MIXTURE).vectors
+    for w in sorted(by_wing):  # filtered: the off-distribution queries, restricted to one wing each
+        take = mixed[: min(per_wing, len(mixed))]
+        vectors.append(take)
+        q_wing += [w] * len(take)
+        kinds += [query_sets.MIXTURE] * len(take)
+    q = Queries(np.concatenate(vectors).astype(np.float32), q_wing, kinds, wing_rows=by_wing)
+    q.truth = metrics.ExactTopK(q.vectors, K, groups=q.wing)
     for page in _pages(col, ["embeddings", "metadatas"]):
-        vn = _unit(np.asarray(page["embeddings"], dtype=np.float32)).astype(np.float64)
-        d = 1.0 - qn @ vn.T
-        pwing = np.array([(m or {}).get("wing") for m in page["metadatas"]], dtype=object)
-        d[(qwing[:, None] != "\0all") & (qwing[:, None] != pwing[None, :])] = np.inf
-        best = np.sort(np.concatenate([best, d], axis=1), axis=1)[:, :K]
-    return best[:, K - 1]
-
-
-def _hits(distances: list[float], kth: float) -> int:
-    return sum(1 for d in distances if d <= kth + TIE)
-
-
-def _expected(q: Queries, i: int) -> int:
-    rows = q.wing_rows.get(q.wing[i]) if q.wing[i] is not None else None
-    return min(K, rows) if rows is not None else K
+        q.truth.add(page["ids"], np.asarray(page["embeddings"], dtype=np.float32),
+                    [(m or {}).get("wing") for m in page["metadatas"]])
+    return q
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------
@@ -172,11 +161,11 @@ def chroma_query(col, vector: np.ndarray, wing: str | None = None) -> tuple[list
 
 # -- the measurements ----------------------------------------------------------------------
 def recall_curve(s, q: Queries, grid: list[int]) -> list[dict]:
-    """recall@10 (and mean latency) per ef_search for Chroma HNSW, pgvector HNSW and exact search."""
+    """recall@10 (and mean latency) per ef_search and query kind: Chroma HNSW, pgvector HNSW, exact search."""
     copy, collection, conn, table = s.copy, s.collection, s.conn, s.table
-    idx = [i for i, w in enumerate(q.wing) if w is None]
     rows = []
     original = copy.collection(collection).configuration_json.get("hnsw", {}).get("ef_search", 100)
+    kinds = list(dict.fromkeys(k for k, w in zip(q.kind, q.wing) if w is None))
     for ef in grid:
         col = copy.set_ef(collection, ef)
         for engine, run in (("Chroma HNSW", lambda v: chroma_query(col, v)),
@@ -184,23 +173,24 @@ def recall_curve(s, q: Queries, grid: list[int]) -> list[dict]:
                             ("PostgreSQL exact", lambda v: pg_query(conn, table, v))):
             if engine != "Chroma HNSW":
                 pg_mode(conn, "exact" if engine == "PostgreSQL exact" else "hnsw", ef)
-            recall, times = _score(run, q, idx)
-            rows.append({"engine": engine, "ef_search": ef, "recall@10": recall,
-                         "mean_ms": round(float(np.mean(times)), 3), "queries": len(idx)})
+            for kind in kinds:
+                idx = [i for i, (k, w) in enumerate(zip(q.kind, q.wing)) if w is None and k == kind]
+                recall, times = _score(run, q, idx)
+                rows.append({"engine": engine, "ef_search": ef if engine != "PostgreSQL exact" else None,
+                             "grid_ef": ef, "k": K, "query_kind": kind, "recall@10": recall,
+                             "mean_ms": round(float(np.mean(times)), 3), "queries": len(idx)})
     copy.set_ef(collection, original)
     return rows
 
 
 def _score(run, q: Queries, idx: list[int]) -> tuple[float, list[float]]:
     """(recall@10 against exact search, per-query ms) of one engine over the queries ``idx``."""
-    hits = total = 0
-    times = []
+    returned, times = [], []
     for i in idx:
         dists, ms = run(q.vectors[i])
-        hits += _hits(dists, q.kth[i])
-        total += _expected(q, i)
+        returned.append(dists)
         times.append(ms)
-    return (round(hits / total, 4) if total else 1.0), times
+    return metrics.recall_at_k(returned, q.truth, idx), times
 
 
 def latency(s, q: Queries, n: int, ef: int) -> dict:
@@ -217,11 +207,13 @@ def latency(s, q: Queries, n: int, ef: int) -> dict:
     for i in order:
         samples["Chroma HNSW"].append(chroma_query(col, q.vectors[i])[1])
         samples["PostgreSQL HNSW"].append(pg_query(conn, table, q.vectors[i])[1])
-    return {"ef_search": ef, "samples_ms": samples, "percentiles": percentiles(samples)}
+    kinds = ", ".join(dict.fromkeys(q.kind[i] for i in idx))
+    return {"ef_search": ef, "k": K, "query_kinds": kinds, "samples_ms": samples,
+            "percentiles": percentiles(samples, ef=ef, kinds=kinds)}
 
 
-def percentiles(samples: dict[str, list[float]]) -> list[dict]:
-    return [{"engine": k, "queries": len(v), **{f"p{p}_ms": round(float(np.percentile(v, p)), 3) for p in (50, 95, 99)}}
+def percentiles(samples: dict[str, list[float]], *, ef: int | None = None, kinds: str = "") -> list[dict]:
+    return [{"engine": k, "k": K, "ef_search": ef, "query_kinds": kinds, "queries": len(v), **metrics.percentiles(v)}
             for k, v in samples.items() if v]
 
 
@@ -239,8 +231,8 @@ def filtered(s, q: Queries, ef: int) -> list[dict]:
                             ("PostgreSQL", lambda v: pg_query(conn, table, v, wing))):
             recall, times = _score(run, q, idx)
             rows.append({"wing": wing, "wing_rows": q.wing_rows[wing], "engine": engine, "queries": len(idx),
-                         "recall@10": recall,
-                         "p50_ms": round(float(np.median(times)), 3),
+                         "k": K, "ef_search": ef, "query_kind": q.kind[idx[0]], "recall@10": recall,
+                         **metrics.percentiles(times, (50,)),
                          "plan": ("hnsw" if "hnsw" in plan else "btree + sort (exact)") if engine == "PostgreSQL"
                          else "hnsw + filter"})
     return rows

@@ -17,22 +17,30 @@ def _floor(rows: list[dict]) -> float:
 
 
 def recall_vs_ef(rows: list[dict]) -> Figure:
+    """One line per engine and query kind; the exact scan's line is flat (it has no ef_search)."""
     fig = Figure(figsize=(7, 4))
     ax = fig.add_subplot()
+    x = "grid_ef" if rows and "grid_ef" in rows[0] else "ef_search"
+    kinds = list(dict.fromkeys(r.get("query_kind", "") for r in rows))
     for engine in dict.fromkeys(r["engine"] for r in rows):
-        pts = [r for r in rows if r["engine"] == engine]
-        ax.plot([r["ef_search"] for r in pts], [r["recall@10"] for r in pts], marker=_MARKERS.get(engine, "o"),
-                label=engine, color=_COLOURS.get(engine), linestyle="--" if "exact" in engine else "-",
-                markerfacecolor="none", markersize=8)
+        for n, kind in enumerate(kinds):
+            pts = [r for r in rows if r["engine"] == engine and r.get("query_kind", "") == kind]
+            if not pts:
+                continue
+            ax.plot([r[x] for r in pts], [r["recall@10"] for r in pts], marker=_MARKERS.get(engine, "o"),
+                    label=f"{engine} ({kind} queries)" if kind else engine, color=_COLOURS.get(engine),
+                    linestyle=":" if n else ("--" if "exact" in engine else "-"),
+                    markerfacecolor="none", markersize=8)
     ax.set_xscale("log", base=2)
-    grid = sorted({r["ef_search"] for r in rows})
+    grid = sorted({r[x] for r in rows})
     ax.set_xticks(grid, [str(g) for g in grid])
-    ax.set_xlabel("ef_search")
+    ax.set_xlabel("ef_search (HNSW; the exact scan has none)")
     ax.set_ylabel("recall@10 (vs exact cosine top-10)")
     ax.set_ylim(_floor(rows), 1.005)
     ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(f"recall@10 against ef_search ({rows[0]['queries'] if rows else 0} queries)")
+    ax.legend(fontsize=8)
+    counts = ", ".join(f"{r['queries']} {r.get('query_kind', '')}" for r in rows[: len(kinds)]) if rows else "0"
+    ax.set_title(f"recall@10 against ef_search, k 10 ({counts} queries)")
     return fig
 
 
@@ -44,7 +52,7 @@ def latency(result: dict) -> Figure:
     ax.boxplot([samples[n] for n in names], tick_labels=names, whis=(1, 99), showfliers=False)
     ax.set_yscale("log")
     ax.set_ylabel("latency per query (ms, log)")
-    ax.set_title(f"top-10 latency, ef_search {result['ef_search']}")
+    ax.set_title(f"top-10 latency, HNSW, ef_search {result['ef_search']}, {result.get('query_kinds', '')} queries")
     ax.grid(alpha=0.3, axis="y")
     pct = {p["engine"]: p for p in result["percentiles"]}
     width = 0.8 / max(1, len(names))
@@ -75,7 +83,9 @@ def filtered(rows: list[dict]) -> Figure:
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
     ax.set_ylim(_floor(rows), 1.005)
-    fig.suptitle("search filtered to one wing, by wing size")
+    first = rows[0] if rows else {}
+    fig.suptitle(f"search filtered to one wing, by wing size (k {first.get('k', 10)}, ef_search "
+                 f"{first.get('ef_search', '?')}, {first.get('query_kind', '')} queries)")
     return fig
 
 
