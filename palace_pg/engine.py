@@ -20,7 +20,7 @@ from psycopg import sql
 from . import __version__
 from .dsn import connect, shown
 from .errors import MigrationLocked, PalacePgError, PreflightRefused, SourceChanged, VerificationFailed
-from .phases.base import MigrationOptions, ProgressFn, RunContext
+from .phases.base import MigrationOptions, ProgressEvent, ProgressFn, RunContext
 from .phases.collections_phase import DRAWERS, OTHERS
 from .phases.done_phase import DonePhase
 from .phases.indexes_phase import IndexesPhase
@@ -73,8 +73,22 @@ def preflight(palace, dsn: str | None = None, *, work_dir=None, restart: bool = 
         src.close()
 
 
-def _open_source(palace, work_dir) -> SourcePalace:
-    return SourcePalace.open(palace, work_dir)
+def _open_source(palace, work_dir, progress: ProgressFn | None = None) -> SourcePalace:
+    """The source's snapshot, reported as the `snapshot` phase in bytes when a progress callback is given."""
+    if progress is None:
+        return SourcePalace.open(palace, work_dir)
+    _emit(progress, "snapshot", "", 0, 1, "Copy and hash the source palace")
+    src = SourcePalace.open(palace, work_dir, lambda done, total: _emit(progress, "snapshot", "", done, total))
+    _emit(progress, "snapshot", "", 1, 1, "done")
+    return src
+
+
+def _emit(progress: ProgressFn, *event) -> None:
+    """RunContext.emit before there is a context: a broken display never breaks a migration."""
+    try:
+        progress(ProgressEvent(*event))
+    except Exception:
+        log.exception("progress callback failed")
 
 
 def plan(options: MigrationOptions) -> dict:
@@ -116,7 +130,7 @@ def migrate(options: MigrationOptions, progress: ProgressFn | None = None) -> di
             holder = state.lock_holder(lock_conn) or {}
             raise MigrationLocked(f"another migrator is running on this target (pid {holder.get('pid')})",
                                   "wait for it to finish; never run two migrators on one target")
-        src = _open_source(options.palace, options.work_dir)
+        src = _open_source(options.palace, options.work_dir, progress)
         try:
             # autocommit: every `conn.transaction()` block is then a real transaction that commits
             # at its end (not a savepoint inside an implicit one a later rollback would undo)
@@ -131,7 +145,9 @@ def migrate(options: MigrationOptions, progress: ProgressFn | None = None) -> di
 def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions, progress: ProgressFn,
          started: float, lock_pid: int) -> dict:
     # conn is in autocommit: each `conn.transaction()` commits or rolls back whole, nothing is left open
+    _emit(progress, "preflight", "", 0, 1, "Read-only checks of source and target")
     report = run_preflight(conn, src, restart=options.restart, daemon_url=options.daemon_url, lock_pid=lock_pid)
+    _emit(progress, "preflight", "", 1, 1, "done" if report.ok else "refused: see the checks")
     if not report.ok:
         raise PreflightRefused(report.checks)
     if options.restart and state.schema_exists(conn):
@@ -236,7 +252,7 @@ def verify(options: MigrationOptions, progress: ProgressFn | None = None) -> dic
 
     Raises VerificationFailed on any difference; returns the full report otherwise.
     """
-    src = _open_source(options.palace, options.work_dir)
+    src = _open_source(options.palace, options.work_dir, progress)
     try:
         with connect(options.dsn, autocommit=True, application_name="palace_pg verify") as conn:
             if not (state.schema_exists(conn) and state.is_done(conn, "kg")):

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from ..errors import RejectedRows
-from .present import Bars, add_target, print_checks, print_json, table
+from .present import add_target, print_checks, print_json, table
+from .progress import PhaseLines
 
 
 def _options(args):
@@ -48,12 +49,8 @@ def cmd_migrate(args) -> int:
                 print(json.dumps(p.get("plan", {}), indent=2, default=str))
             print(f"\nestimate (s): {result['estimate_seconds']}\n(dry run: nothing was written)")
         return 0 if result["preflight"]["ok"] else 3
-    bars = None if args.json or args.no_progress else Bars()
-    try:
-        summary = migrate(options, progress=bars)
-    finally:
-        if bars:
-            bars.close()
+    with _progress(args) as progress:
+        summary = migrate(options, progress=progress)
     if args.json:
         print_json(summary)
     else:
@@ -76,6 +73,15 @@ def cmd_migrate(args) -> int:
     return 0
 
 
+def _progress(args):
+    """The phase lines on stderr, or a silent callback for --json and --no-progress."""
+    import contextlib
+
+    if getattr(args, "json", False) or getattr(args, "no_progress", False):
+        return contextlib.nullcontext(None)
+    return PhaseLines()
+
+
 def _verification_table(report: dict, columns: list[str]) -> str:
     """One line per collection of a verify report: the given figures, then recall@10."""
     rows = [{"collection": name, **{c: figures.get(c) for c in columns},
@@ -89,9 +95,10 @@ def cmd_verify(args) -> int:
     from ..engine import verify
     from ..phases.base import MigrationOptions
 
-    report = verify(MigrationOptions(palace=Path(args.palace), dsn=args.dsn,
-                                     work_dir=Path(args.work_dir) if args.work_dir else None,
-                                     ef_search=args.ef_search))
+    with _progress(args) as progress:
+        report = verify(MigrationOptions(palace=Path(args.palace), dsn=args.dsn,
+                                         work_dir=Path(args.work_dir) if args.work_dir else None,
+                                         ef_search=args.ef_search), progress=progress)
     if args.json:
         print_json(report)
         return 0
@@ -153,6 +160,7 @@ def register(sub) -> None:
                     "else <tmp>/palace_pg-work)")
     ve.add_argument("--ef-search", type=int, default=100, help="hnsw.ef_search for the recall check")
     ve.add_argument("--json", action="store_true", help="print the full report as JSON")
+    ve.add_argument("--no-progress", action="store_true", help="no progress lines")
     ve.set_defaults(func=cmd_verify)
 
     st = sub.add_parser("status", help="the target's checkpoint table")

@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,8 +138,12 @@ def remove_stale_snapshots(work_dir: Path) -> list[Path]:
     return removed
 
 
-def take_snapshot(palace: Path, work_dir: Path, kg_path: Path | None = None) -> Snapshot:
-    """Copy and hash the palace into ``work_dir/snapshot-<pid>``; refuse if it changes meanwhile."""
+def take_snapshot(palace: Path, work_dir: Path, kg_path: Path | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> Snapshot:
+    """Copy and hash the palace into ``work_dir/snapshot-<pid>``; refuse if it changes meanwhile.
+
+    ``progress(bytes_done, bytes_total)`` is called as each file is copied and hashed.
+    """
     palace = Path(palace)
     if not palace.is_dir():
         raise SourceError(f"the palace folder {palace} does not exist", "pass --palace with the palace's path")
@@ -158,9 +163,15 @@ def take_snapshot(palace: Path, work_dir: Path, kg_path: Path | None = None) -> 
                 dst = root / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 jobs.append((rel, path, pool.submit(shutil.copyfile, path, dst), pool.submit(_sha256_of, path)))
+            total, done = sum(size for size, _ in before.values()), 0
+            if progress:
+                progress(0, total)
             for rel, path, copied, hashed in jobs:
                 copied.result()
                 snap.files.append(FileEntry(rel, str(path), before[rel][0], hashed.result()))
+                done += before[rel][0]
+                if progress:
+                    progress(done, total)
         after_listing = source_files(palace, kg_path)
         after = {rel: _stat_key(path) for rel, path in after_listing}
     except FileNotFoundError as exc:
