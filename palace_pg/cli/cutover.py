@@ -13,7 +13,17 @@ def cmd_cutover(args) -> int:
     if not args.yes:
         print("the cutover renames the Chroma palace aside; rerun with --yes to confirm", file=sys.stderr)
         return 2
-    print_json(cutover(args.palace, args.dsn))
+    result = cutover(args.palace, args.dsn)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"cut over {result['palace']}\n"
+          f"  MemPalace now runs on PostgreSQL: {result['marker']} points at {result['target']}\n"
+          f"  the Chroma palace is kept at {result['backup']}"
+          + (f"\n  small files carried over: {', '.join(result['files_restored'])}" if result["files_restored"] else "")
+          + f"\n  smoke test offline: mempalace --palace {result['palace']} status (a search needs MemPalace's "
+          "embedding model; see the cutover steps)"
+          f"\n  undo: palace-pg rollback --palace {result['palace']} --yes")
     return 0
 
 
@@ -23,7 +33,14 @@ def cmd_rollback(args) -> int:
     if not args.yes:
         print("rollback renames folders back; rerun with --yes to confirm", file=sys.stderr)
         return 2
-    print_json(rollback(args.palace))
+    result = rollback(args.palace)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"rolled back {result['palace']}: the Chroma palace is back in place\n"
+          f"  restored from {result['restored_from']}\n"
+          f"  the PostgreSQL-side folder (palace_pg.json) is kept at {result['postgres_folder_kept_at']}\n"
+          "  writes made on PostgreSQL since the cutover stay only in PostgreSQL")
     return 0
 
 
@@ -32,9 +49,11 @@ def register(sub) -> None:
     co.add_argument("--palace", required=True)
     add_target(co)
     co.add_argument("--yes", action="store_true")
+    co.add_argument("--json", action="store_true", help="print the result as JSON")
     co.set_defaults(func=cmd_cutover)
 
     rb = sub.add_parser("rollback", help="undo the cutover (renames only)")
     rb.add_argument("--palace", required=True)
     rb.add_argument("--yes", action="store_true")
+    rb.add_argument("--json", action="store_true", help="print the result as JSON")
     rb.set_defaults(func=cmd_rollback)
