@@ -59,7 +59,7 @@ def cmd_demo(args) -> int:
               f"\n   the executed runbooks and their manifest: {demo / 'evidence'}"
               f"\n   the demo palace: {palace}\n   the demo database: {redact(dsn)}"
               f"\n   continue this demo interactively (same palace and database; evidence goes to "
-              f"{demo / 'evidence-jupyterlab'}):\n     PALACE_PG_DEMO={_here(demo)} {_here(_jupyter())} lab "
+              f"{demo / 'evidence-jupyterlab'}):\n     PALACE_PG_DEMO={demo} {_here(_jupyter())} lab "
               f"{_here(runbooks_dir())}\n   start again: rm -r {_here(demo)} && palace-pg demo --runbooks"
               f"\n   the server keeps running: palace-pg db stop", file=sys.stderr)
         return 0 if result.get("ok") else 1
