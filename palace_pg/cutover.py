@@ -16,7 +16,7 @@ from pathlib import Path
 
 from psycopg import sql
 
-from .dsn import connect, redact
+from .dsn import connect, label
 from .errors import PalacePgError
 from .marker import MARKER_NAME, Marker, has_marker
 from .source.snapshot import hash_palace
@@ -37,8 +37,11 @@ def cutover_steps(palace: Path, dsn_display: str) -> list[str]:
         "Select the AGE knowledge graph: `palace-pg kg-hook install` once per environment, then "
         "export MEMPALACE_KG_BACKEND=age (or \"kg_backend\": \"age\" in mempalace's config.json).",
         "Keep the password out of config files: PGPASSWORD or ~/.pgpass for the MemPalace processes.",
-        f"Smoke test: `mempalace --palace {palace} status`, `mempalace --palace {palace} search \"…\"`, and a KG "
-        "query through the MCP server's kg_* tools; 02_migrate runs all three after its cutover gate.",
+        f"Smoke test, offline: `mempalace --palace {palace} status` and a KG query (the MCP server's kg_* tools "
+        "with MEMPALACE_KG_BACKEND=age); 02_migrate runs both after its cutover gate. "
+        f"`mempalace --palace {palace} search \"…\"` needs MemPalace's embedding model (all-MiniLM-L6-v2): "
+        "without its files it tries to download them, and fails offline; there, search with a vector instead "
+        "(the postgres backend's collection.query(query_embeddings=[…])).",
         "Start the MemPalace processes again.",
         f"Rollback at any time: `palace-pg rollback --palace {palace} --yes` renames the Chroma backup back "
         f"(writes made on PostgreSQL since the cutover stay only in PostgreSQL).",
@@ -109,7 +112,7 @@ def cutover(palace: str | os.PathLike, dsn: str | None = None, *, now: dt.dateti
                                              "backup": str(backup), "palace": str(palace)})
     log.info("cut over %s; Chroma palace kept at %s", palace, backup)
     return {"palace": str(palace), "backup": str(backup), "marker": str(palace / MARKER_NAME),
-            "files_restored": [f[0] for f in files], "target": redact(target_dsn)}
+            "files_restored": [f[0] for f in files], "target": label(target_dsn)}
 
 
 def latest_backup(palace: Path) -> Path | None:

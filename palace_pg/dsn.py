@@ -56,13 +56,25 @@ def resolve_dsn(dsn: str | None = None) -> str:
     return EmbeddedServer.from_env().url()
 
 
-_SHOWN = ("user", "host", "port", "dbname")
+def label(dsn: str) -> str:
+    """A DSN as an operator reads it: user@host:port/dbname (never the password, no libpq options).
+
+    A host list or a socket folder is kept as written; missing parts are libpq's defaults.
+    """
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<unparseable DSN>"
+    user = params.get("user") or os.environ.get("PGUSER") or ""
+    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "localhost"
+    port = params.get("port") or os.environ.get("PGPORT") or "5432"
+    dbname = params.get("dbname") or os.environ.get("PGDATABASE") or user
+    return f"{user + '@' if user else ''}{host}:{port}/{dbname}"
 
 
 def shown(conn: psycopg.Connection) -> str:
-    """The target as an operator reads it: user, host, port, database (conn.info.dsn never has the password)."""
-    params = conninfo_to_dict(conn.info.dsn)
-    return make_conninfo(**{k: params[k] for k in _SHOWN if k in params})
+    """The target as an operator reads it: user@host:port/dbname (conn.info.dsn never has the password)."""
+    return label(conn.info.dsn)
 
 
 def _connect_fix(message: str, params: dict) -> str:

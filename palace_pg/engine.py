@@ -21,7 +21,7 @@ from psycopg import sql
 from . import __version__
 from .dsn import connect, shown
 from .errors import MigrationLocked, PalacePgError, PreflightRefused, SourceChanged, VerificationFailed
-from .phases.base import MigrationOptions, ProgressFn, RunContext
+from .phases.base import MigrationOptions, ProgressEvent, ProgressFn, RunContext
 from .phases.collections_phase import DRAWERS, OTHERS
 from .phases.done_phase import DonePhase
 from .phases.indexes_phase import IndexesPhase
@@ -76,8 +76,23 @@ def preflight(palace, dsn: str | None = None, *, work_dir=None, restart: bool = 
         src.close()
 
 
-def _open_source(palace, work_dir, online: bool = False) -> SourcePalace:
-    return SourcePalace.open(palace, work_dir, online=online)
+def _open_source(palace, work_dir, progress: ProgressFn | None = None, online: bool = False) -> SourcePalace:
+    """The source's snapshot, reported as the `snapshot` phase in bytes when a progress callback is given."""
+    if progress is None:
+        return SourcePalace.open(palace, work_dir, online=online)
+    _emit(progress, "snapshot", "", 0, 1, "Copy and hash the source palace")
+    src = SourcePalace.open(palace, work_dir, lambda done, total: _emit(progress, "snapshot", "", done, total),
+                            online=online)
+    _emit(progress, "snapshot", "", 1, 1, "done")
+    return src
+
+
+def _emit(progress: ProgressFn, *event) -> None:
+    """RunContext.emit before there is a context: a broken display never breaks a migration."""
+    try:
+        progress(ProgressEvent(*event))
+    except Exception:
+        log.exception("progress callback failed")
 
 
 def plan(options: MigrationOptions) -> dict:
@@ -113,7 +128,7 @@ def _clear_target(conn: psycopg.Connection) -> None:
 
 
 @contextmanager
-def _exclusive(options: MigrationOptions, what: str, *, online: bool):
+def _exclusive(options: MigrationOptions, what: str, *, online: bool, progress: ProgressFn | None = None):
     """The target's migration lock, the source snapshot and a connection in autocommit, for one run.
 
     autocommit: every `conn.transaction()` block is then a real transaction that commits at its
@@ -125,7 +140,7 @@ def _exclusive(options: MigrationOptions, what: str, *, online: bool):
             holder = state.lock_holder(lock_conn) or {}
             raise MigrationLocked(f"another migrator is running on this target (pid {holder.get('pid')})",
                                   "wait for it to finish; never run two migrators (or syncs) on one target")
-        src = _open_source(options.palace, options.work_dir, online)
+        src = _open_source(options.palace, options.work_dir, progress, online)
         try:
             with connect(options.dsn, autocommit=True, application_name=f"palace_pg {what}") as conn:
                 yield conn, src, lock_conn.info.backend_pid
@@ -138,7 +153,7 @@ def _exclusive(options: MigrationOptions, what: str, *, online: bool):
 def migrate(options: MigrationOptions, progress: ProgressFn | None = None) -> dict:
     """Run every pending phase; resume from the checkpoints; refuse what preflight refuses."""
     started = time.monotonic()
-    with _exclusive(options, "migrate", online=options.online) as (conn, src, lock_pid):
+    with _exclusive(options, "migrate", online=options.online, progress=progress) as (conn, src, lock_pid):
         return _run(conn, src, options, progress or (lambda e: None), started, lock_pid)
 
 
@@ -152,7 +167,7 @@ def sync(options: MigrationOptions, progress: ProgressFn | None = None, *, verif
 
     started = time.monotonic()
     emit = progress or (lambda e: None)
-    with _exclusive(options, "sync", online=options.online) as (conn, src, _pid):
+    with _exclusive(options, "sync", online=options.online, progress=progress) as (conn, src, _pid):
         snapshot_seconds = round(time.monotonic() - started, 2)
         if "done" not in state.applied(conn):
             raise PalacePgError("the target holds no complete migration to catch up",
@@ -183,8 +198,10 @@ def sync(options: MigrationOptions, progress: ProgressFn | None = None, *, verif
 def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions, progress: ProgressFn,
          started: float, lock_pid: int) -> dict:
     # conn is in autocommit: each `conn.transaction()` commits or rolls back whole, nothing is left open
+    _emit(progress, "preflight", "", 0, 1, "Read-only checks of source and target")
     report = run_preflight(conn, src, restart=options.restart, daemon_url=options.daemon_url, lock_pid=lock_pid,
                            kg_store=options.kg_store)
+    _emit(progress, "preflight", "", 1, 1, "done" if report.ok else "refused: see the checks")
     if not report.ok:
         raise PreflightRefused(report.checks)
     if options.restart and state.schema_exists(conn):
@@ -256,7 +273,7 @@ def verify(options: MigrationOptions, progress: ProgressFn | None = None) -> dic
 
     Raises VerificationFailed on any difference; returns the full report otherwise.
     """
-    src = _open_source(options.palace, options.work_dir)
+    src = _open_source(options.palace, options.work_dir, progress)
     try:
         with connect(options.dsn, autocommit=True, application_name="palace_pg verify") as conn:
             if "kg" not in state.applied(conn):

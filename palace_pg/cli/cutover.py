@@ -17,7 +17,10 @@ def cmd_cutover(args) -> int:
         from ..cutover import cutover_with_sync
         from .sync import sync_options
 
-        result = cutover_with_sync(sync_options(args))
+        from .migration import progress_for
+
+        with progress_for(args) as lines:
+            result = cutover_with_sync(sync_options(args), lines)
         if args.json:
             print_json(result)
         else:
@@ -25,7 +28,17 @@ def cmd_cutover(args) -> int:
                   f"(writers stopped → renamed): " + ", ".join(f"{k} {v} s" for k, v in result["downtime_parts"].items()))
             print(f"verified: {result['verify']['differences']} difference(s); Chroma palace kept at {result['backup']}")
         return 0
-    print_json(cutover(args.palace, args.dsn))
+    result = cutover(args.palace, args.dsn)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"cut over {result['palace']}\n"
+          f"  MemPalace now runs on PostgreSQL: {result['marker']} points at {result['target']}\n"
+          f"  the Chroma palace is kept at {result['backup']}"
+          + (f"\n  small files carried over: {', '.join(result['files_restored'])}" if result["files_restored"] else "")
+          + f"\n  smoke test offline: mempalace --palace {result['palace']} status (a search needs MemPalace's "
+          "embedding model; see the cutover steps)"
+          f"\n  undo: palace-pg rollback --palace {result['palace']} --yes")
     return 0
 
 
@@ -35,7 +48,14 @@ def cmd_rollback(args) -> int:
     if not args.yes:
         print("rollback renames folders back; rerun with --yes to confirm", file=sys.stderr)
         return 2
-    print_json(rollback(args.palace))
+    result = rollback(args.palace)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"rolled back {result['palace']}: the Chroma palace is back in place\n"
+          f"  restored from {result['restored_from']}\n"
+          f"  the PostgreSQL-side folder (palace_pg.json) is kept at {result['postgres_folder_kept_at']}\n"
+          "  writes made on PostgreSQL since the cutover stay only in PostgreSQL")
     return 0
 
 
@@ -54,4 +74,5 @@ def register(sub) -> None:
     rb = sub.add_parser("rollback", help="undo the cutover (renames only)")
     rb.add_argument("--palace", required=True)
     rb.add_argument("--yes", action="store_true")
+    rb.add_argument("--json", action="store_true", help="print the result as JSON")
     rb.set_defaults(func=cmd_rollback)

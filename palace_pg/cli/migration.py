@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from ..errors import RejectedRows
-from .present import Bars, add_target, print_checks, print_json, table
+from .present import add_target, print_checks, print_json, table
+from .progress import PhaseLines
 
 
 def _options(args):
@@ -28,9 +29,11 @@ def cmd_preflight(args) -> int:
     if args.json:
         print_json(report.as_dict())
     else:
-        print(f"preflight of {args.palace}")
+        target = ((report.as_dict().get("facts") or {}).get("target") or {}).get("dsn", "")
+        print(f"preflight of {Path(args.palace).resolve()} → {target}")
         print_checks(report.checks)
-        print(f"estimate: {report.estimate_seconds}")
+        print(f"verdict: {'ready to migrate' if report.ok else 'refused: fix the FAIL checks above'}")
+        print(estimate_text(report.estimate_seconds))
     return 0 if report.ok else 3
 
 
@@ -47,14 +50,10 @@ def cmd_migrate(args) -> int:
             for p in result["phases"]:
                 print(f"\n== {p['phase']} ({p['state']}): {p['title']}")
                 print(json.dumps(p.get("plan", {}), indent=2, default=str))
-            print(f"\nestimate (s): {result['estimate_seconds']}\n(dry run: nothing was written)")
+            print(f"\n{estimate_text(result['estimate_seconds'])}\n(dry run: nothing was written)")
         return 0 if result["preflight"]["ok"] else 3
-    bars = None if args.json or args.no_progress else Bars()
-    try:
-        summary = migrate(options, progress=bars)
-    finally:
-        if bars:
-            bars.close()
+    with progress_for(args) as progress:
+        summary = migrate(options, progress=progress)
     if args.json:
         print_json(summary)
     else:
@@ -62,8 +61,9 @@ def cmd_migrate(args) -> int:
         if summary["status"] == "already-done":
             print(summary["message"])
         else:
-            print(f"\nmigration {summary['status']} in {summary['elapsed_seconds']} s "
-                  f"({'resumed' if summary['resumed'] else 'fresh'}); phases: {summary['phase_seconds']}")
+            phases = ", ".join(f"{k} {v} s" for k, v in summary["phase_seconds"].items())
+            print(f"\nmigration {summary['status']} into {summary.get('target', '')} in {summary['elapsed_seconds']} s "
+                  f"({'resumed' if summary['resumed'] else 'fresh'}): {phases}")
             verify = summary["results"].get("verify")
             if isinstance(verify, dict) and "collections" in verify:
                 print(_verification_table(verify, ["source_rows", "target_rows", "rejected"]))
@@ -75,6 +75,24 @@ def cmd_migrate(args) -> int:
     if summary.get("rejected") and not args.allow_rejects:
         raise RejectedRows(summary["rejected"])
     return 0
+
+
+def estimate_text(estimate: dict | None) -> str:
+    """The preflight's time estimate as a sentence: 'about 1.0 s: snapshot 0.1 s, load 0.2 s, …'."""
+    if not estimate:
+        return "estimate: none (preflight could not size the source)"
+    steps = ", ".join(f"{k} {v} s" for k, v in estimate.items() if k != "total")
+    total = estimate.get("total")
+    return f"estimated time: about {total} s ({steps})" if total is not None else f"estimated time: {steps}"
+
+
+def progress_for(args):
+    """The phase lines on stderr, or a silent callback for --json and --no-progress."""
+    import contextlib
+
+    if getattr(args, "json", False) or getattr(args, "no_progress", False):
+        return contextlib.nullcontext(None)
+    return PhaseLines()
 
 
 def _verification_table(report: dict, columns: list[str]) -> str:
@@ -90,9 +108,10 @@ def cmd_verify(args) -> int:
     from ..engine import verify
     from ..phases.base import MigrationOptions
 
-    report = verify(MigrationOptions(palace=Path(args.palace), dsn=args.dsn,
-                                     work_dir=Path(args.work_dir) if args.work_dir else None,
-                                     ef_search=args.ef_search))
+    with progress_for(args) as progress:
+        report = verify(MigrationOptions(palace=Path(args.palace), dsn=args.dsn,
+                                         work_dir=Path(args.work_dir) if args.work_dir else None,
+                                         ef_search=args.ef_search), progress=progress)
     if args.json:
         print_json(report)
         return 0
@@ -165,6 +184,7 @@ def register(sub) -> None:
                     "else <tmp>/palace_pg-work)")
     ve.add_argument("--ef-search", type=int, default=100, help="hnsw.ef_search for the recall check")
     ve.add_argument("--json", action="store_true", help="print the full report as JSON")
+    ve.add_argument("--no-progress", action="store_true", help="no progress lines")
     ve.set_defaults(func=cmd_verify)
 
     st = sub.add_parser("status", help="the target's checkpoint table")

@@ -1,9 +1,8 @@
-"""What the CLI prints: JSON, tables, preflight checks, progress bars."""
+"""What the CLI prints: JSON, tables, preflight checks (progress lines: progress.py)."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 
 def print_json(value) -> None:
@@ -29,37 +28,6 @@ def print_checks(checks) -> None:
         print(f"  [{_MARK.get(c['status'], c['status'])}] {c['name']}: {c['detail']}")
         if c.get("fix") and c["status"] != "ok":
             print(f"         fix: {c['fix']}")
-
-
-class Bars:
-    """One tqdm bar per (phase, unit), on stderr."""
-
-    def __init__(self) -> None:
-        from tqdm.auto import tqdm
-
-        self._tqdm = tqdm
-        self._bars: dict = {}
-
-    def __call__(self, event) -> None:
-        key = (event.phase, event.unit)
-        if not event.total or not event.unit:
-            if event.message and event.message != "done":
-                print(f"== {event.phase}: {event.message}", file=sys.stderr)
-            return
-        bar = self._bars.get(key)
-        if bar is None:
-            bar = self._bars[key] = self._tqdm(total=event.total, desc=f"{event.phase}:{event.unit}",
-                                               unit="row", file=sys.stderr, leave=True, initial=0)
-        bar.n = event.done
-        bar.refresh()
-        if event.done >= event.total:
-            bar.close()
-
-    def close(self) -> None:
-        for bar in self._bars.values():
-            bar.close()
-
-
 
 
 def add_target(sp) -> None:

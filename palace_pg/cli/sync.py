@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from .present import Bars, add_target, print_json, table
+from .migration import progress_for
+from .present import add_target, print_json, table
 
 
 def sync_options(args):
@@ -19,12 +19,8 @@ def sync_options(args):
 def cmd_sync(args) -> int:
     from ..engine import sync
 
-    bars = None if args.json or args.no_progress or not sys.stderr.isatty() else Bars()
-    try:
-        result = sync(sync_options(args), progress=bars, verify=args.verify)
-    finally:
-        if bars:
-            bars.close()
+    with progress_for(args) as lines:
+        result = sync(sync_options(args), progress=lines, verify=args.verify)
     if args.json:
         print_json(result)
         return 0

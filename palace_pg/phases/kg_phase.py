@@ -42,6 +42,8 @@ class KGPhase(Phase):
             stores.ensure(conn, store)
             counts = stores.bulk_load(conn, entities, triples, store=store)
             crash_point("kg")
+            # rows_done: what `status` shows for the KG (entities + triples loaded), as for a collection
+            state.advance(conn, self.name, "graph", rows_done=len(entities) + len(triples))
             state.finish_unit(conn, self.name, "graph", counts)
         ctx.emit(self.name, "", len(entities) + len(triples), len(entities) + len(triples))
         return {"source_entities": len(entities), "source_triples": len(triples), "kg_store": store, **counts}

@@ -14,6 +14,7 @@ temporal facts, some of them ended.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 DEMO_DATABASE = "palace_runbook_demo"
 ENV_ROOT = "PALACE_PG_RUNBOOK_DIR"
 ENV_DATABASE = "PALACE_PG_RUNBOOK_DB"
+ENV_DEMO = "PALACE_PG_DEMO"  # a folder `palace-pg demo` made: the runbooks' defaults continue it
+DEMO_FILE = "demo.json"
 HNSW_METADATA = {"hnsw:space": "cosine", "hnsw:num_threads": 1, "hnsw:batch_size": 100, "hnsw:sync_threshold": 1000}
 # Wing shares of the drawers: from a big wing to a tiny one, so filtered search meets both.
 WING_SHARES = {"wing_code": 0.48, "wing_people": 0.24, "wing_travel": 0.14, "wing_music": 0.08,
@@ -40,6 +43,40 @@ def work_root() -> Path:
     return Path(base) / "runbooks"
 
 
+def record_cli_demo(folder: Path, palace: Path, database: str, evidence: Path) -> Path:
+    """Written by `palace-pg demo`: what it made, so the runbooks opened in JupyterLab continue that demo.
+
+    ``folder/demo.json`` names the palace, the database and where each kind of run archives its
+    evidence; ``<work root>/last-demo.json`` points at it for a plain ``jupyter lab runbooks/``.
+    """
+    folder = Path(folder).resolve()
+    facts = {"palace": str(Path(palace).resolve()), "database": database, "evidence": str(Path(evidence).resolve()),
+             "interactive_evidence": str(folder / "evidence-jupyterlab")}
+    (folder / DEMO_FILE).write_text(json.dumps(facts, indent=1) + "\n")
+    work_root().mkdir(parents=True, exist_ok=True)
+    (work_root() / "last-demo.json").write_text(json.dumps({"demo": str(folder)}) + "\n")
+    return folder / DEMO_FILE
+
+
+def cli_demo() -> dict | None:
+    """The demo `palace-pg demo` made ($PALACE_PG_DEMO, else the last one), if its palace is still there."""
+    folder = os.environ.get(ENV_DEMO)
+    pointer = work_root() / "last-demo.json"
+    if not folder and pointer.is_file():
+        try:
+            folder = json.loads(pointer.read_text()).get("demo")
+        except (json.JSONDecodeError, AttributeError):
+            folder = None
+    facts_file = Path(folder) / DEMO_FILE if folder else None
+    if facts_file is None or not facts_file.is_file():
+        return None
+    facts = json.loads(facts_file.read_text())
+    palace = Path(facts["palace"])
+    if not ((palace / "chroma.sqlite3").is_file() or chroma_source(palace) != palace):
+        return None  # removed since: the runbooks make their own demo
+    return {**facts, "folder": str(Path(folder).resolve())}
+
+
 @dataclass
 class Target:
     """Where a runbook reads and writes, resolved from its parameters."""
@@ -50,6 +87,7 @@ class Target:
     work_dir: Path | None
     demo_palace: bool
     demo_database: bool
+    origin: str = ""  # which demo this is, for the operator
 
     @property
     def throwaway(self) -> bool:
@@ -59,15 +97,26 @@ class Target:
     def describe(self) -> dict:
         from ..dsn import redact, resolve_dsn
 
-        return {"palace": str(self.palace), "target": redact(resolve_dsn(self.dsn)),
-                "evidence": str(self.evidence), "demo palace": self.demo_palace,
-                "demo database": self.demo_database}
+        out = {"palace": str(self.palace), "target": redact(resolve_dsn(self.dsn)),
+               "evidence": str(self.evidence), "demo palace": self.demo_palace,
+               "demo database": self.demo_database}
+        if self.origin:
+            out["demo"] = self.origin
+        return out
 
 
 def resolve(params: dict) -> Target:
     """Palace, DSN and evidence folder from a runbook's checked parameters (making the demo as needed)."""
     root = work_root()
     demo_palace = params.get("palace") is None
+    cli = cli_demo() if demo_palace and params.get("dsn") is None and not os.environ.get("PALACE_PG_DSN") else None
+    if cli is not None:  # continue the demo `palace-pg demo` made: its palace, its database
+        evidence = Path(params.get("evidence_dir") or cli["interactive_evidence"]).expanduser()
+        evidence.mkdir(parents=True, exist_ok=True)
+        return Target(Path(cli["palace"]).resolve(), ensure_demo_database(name=cli["database"]), evidence.resolve(),
+                      Path(params["work_dir"]) if params.get("work_dir") else None, True, True,
+                      origin=f"continuing `palace-pg demo` in {cli['folder']} (its own run's evidence: "
+                             f"{cli['evidence']}; start again: rm -r {cli['folder']}, then palace-pg demo --runbooks)")
     fresh = False
     if demo_palace:
         before = _stamp_of(root / "demo" / "palace")
@@ -85,7 +134,8 @@ def resolve(params: dict) -> Target:
     evidence = Path(params["evidence_dir"]).expanduser() if params.get("evidence_dir") else root / "evidence"
     evidence.mkdir(parents=True, exist_ok=True)
     work_dir = Path(params["work_dir"]) if params.get("work_dir") else None
-    return Target(palace.resolve(), dsn, evidence.resolve(), work_dir, demo_palace, demo_db)
+    origin = f"the runbooks' own demo in {root / 'demo'}" if demo_palace and demo_db else ""
+    return Target(palace.resolve(), dsn, evidence.resolve(), work_dir, demo_palace, demo_db, origin)
 
 
 def chroma_source(palace: Path) -> Path:
@@ -106,7 +156,7 @@ def _stamp_of(palace: Path) -> tuple | None:
     return (stamps[0].name, stamps[0].stat().st_mtime_ns) if stamps else None
 
 
-def ensure_demo_database(*, reset: bool = False, demo_root: Path | None = None) -> str:
+def ensure_demo_database(*, reset: bool = False, demo_root: Path | None = None, name: str | None = None) -> str:
     """The demo's dedicated database on the embedded server (started if needed); its DSN.
 
     ``reset`` drops it first, but only when it holds nothing or a palace from ``demo_root``:
@@ -117,7 +167,7 @@ def ensure_demo_database(*, reset: bool = False, demo_root: Path | None = None) 
     server = EmbeddedServer.from_env()
     if not server.running():
         server.start()
-    name = os.environ.get(ENV_DATABASE, DEMO_DATABASE)
+    name = name or os.environ.get(ENV_DATABASE, DEMO_DATABASE)
     dsn = server.create_database(name)
     if reset:
         held = _palace_held_by(dsn)

@@ -108,14 +108,17 @@ def _versions(records: dict) -> dict:
 
 def run_runbooks(palace, evidence, dsn: str | None = None, confirm: bool = False, parameters: dict | None = None,
                  *, secret_values: tuple[str, ...] = (), execution_timeout: int | None = 3600,
-                 notebooks: tuple[str, ...] = params.NOTEBOOKS) -> dict:
+                 notebooks: tuple[str, ...] = params.NOTEBOOKS, progress=None) -> dict:
     """Run the runbooks in order, stop at the first failure, archive everything with a manifest.
 
     Returns ``{"ok", "evidence", "manifest", "notebooks", "failed"}``; raises
     :class:`~palace_pg.runbook.secrets.SecretLeak` (no manifest) when a secret would be archived, and
     :class:`~palace_pg.errors.ParameterError` before anything runs for an unknown or mistyped parameter.
+    ``progress(notebook, cell, cells, title)`` is called as each code cell starts.
     """
     import papermill as pm
+
+    from .papermill_engine import register
 
     evidence = Path(evidence).expanduser().resolve()
     values = _values(palace, evidence, dsn, confirm, parameters)
@@ -136,7 +139,8 @@ def run_runbooks(palace, evidence, dsn: str | None = None, confirm: bool = False
             try:
                 pm.execute_notebook(str(src), str(out), parameters=routed[name], kernel_name="python3",
                                     progress_bar=False, stdout_file=so, stderr_file=se,
-                                    execution_timeout=execution_timeout)
+                                    execution_timeout=execution_timeout, engine_name=register(),
+                                    cell_progress=_for_notebook(progress, name))
             except Exception as exc:  # PapermillExecutionError, a dead kernel, a timeout: all end the run
                 failed = {"notebook": name, "error": type(exc).__name__}
         entry = _archive(name, src, out, evidence, partial, known)
@@ -152,6 +156,12 @@ def run_runbooks(palace, evidence, dsn: str | None = None, confirm: bool = False
     shutil.rmtree(partial, ignore_errors=True)
     return {"ok": failed is None, "evidence": str(evidence), "manifest": str(evidence / "manifest.json"),
             "notebooks": [e["path"] for e in entries], "failed": failed}
+
+
+def _for_notebook(progress, name: str):
+    if progress is None:
+        return None
+    return lambda cell, cells, title: progress(name, cell, cells, title)
 
 
 def _archive(name: str, src: Path, out: Path, evidence: Path, partial: Path, known: list[str]) -> dict:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 _COLOURS = {"Chroma HNSW": "#e36209", "pgvector HNSW": "#0969da", "PostgreSQL exact": "#1a7f37",
             "PostgreSQL HNSW": "#0969da", "PostgreSQL": "#0969da"}
@@ -14,6 +17,25 @@ def _floor(rows: list[dict]) -> float:
     """The recall axis' lower end: close enough to the data that a 1 % loss is visible."""
     lowest = min((r["recall@10"] for r in rows), default=1.0)
     return max(0.0, min(0.95, lowest - 0.02))
+
+
+def _plain(value: float, _pos=None) -> str:
+    """A tick label as an operator writes the number: 40, 1,000, 0.5 (never 4×10¹)."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:g}"
+
+
+def _plain_log(axis, values) -> None:
+    """A log axis in plain numbers, ticked at 1, 2, 5 of each decade (only 1 across many, also 3 across one).
+
+    Matplotlib labels the minor ticks of a log axis that spans less than a decade or two
+    (2×10¹ 3×10¹ 4×10¹ …), and they run into each other at the size the figure is saved.
+    """
+    values = [v for v in values if v > 0]
+    decades = math.log10(max(values) / min(values)) if values else 2.0
+    subs = (1.0,) if decades > 2.5 else (1.0, 2.0, 5.0) if decades > 1.3 else (1.0, 2.0, 3.0, 5.0)
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(_plain))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def recall_vs_ef(rows: list[dict]) -> Figure:
@@ -38,7 +60,7 @@ def recall_vs_ef(rows: list[dict]) -> Figure:
     ax.set_ylabel("recall@10 (vs exact cosine top-10)")
     ax.set_ylim(_floor(rows), 1.005)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)  # the lines meet at the top (recall 1.0): keep the legend off them
     counts = ", ".join(f"{r['queries']} {r.get('query_kind', '')}" for r in rows[: len(kinds)]) if rows else "0"
     ax.set_title(f"recall@10 against ef_search, k 10 ({counts} queries)")
     return fig
@@ -51,7 +73,8 @@ def latency(result: dict) -> Figure:
     names = list(samples)
     ax.boxplot([samples[n] for n in names], tick_labels=names, whis=(1, 99), showfliers=False)
     ax.set_yscale("log")
-    ax.set_ylabel("latency per query (ms, log)")
+    _plain_log(ax.yaxis, [v for n in names for v in samples[n]])
+    ax.set_ylabel("latency per query (ms, log scale)")
     ax.set_title(f"top-10 latency, HNSW, ef_search {result['ef_search']}, {result.get('query_kinds', '')} queries")
     ax.grid(alpha=0.3, axis="y")
     pct = {p["engine"]: p for p in result["percentiles"]}
@@ -78,7 +101,8 @@ def filtered(rows: list[dict]) -> Figure:
         bx.plot(xs, [r["p50_ms"] for r in pts], **style)
     for a, label in ((ax, "recall@10 within the wing"), (bx, "p50 latency (ms)")):
         a.set_xscale("log")
-        a.set_xlabel("wing size (drawers)")
+        _plain_log(a.xaxis, [r["wing_rows"] for r in rows])
+        a.set_xlabel("wing size (drawers, log scale)")
         a.set_ylabel(label)
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
@@ -103,6 +127,7 @@ def kg_parity(result: dict) -> Figure:
     ax.barh(methods, same, color="#1a7f37", label="same answer")
     ax.barh(methods, diff, left=same, color="#cf222e", label="different answer")
     ax.set_xlabel("questions asked to sqlite (mempalace) and AGE (palace_pg)")
-    ax.legend(fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never on them
     ax.set_title(f"KG query parity: {sum(same)} of {len(rows)} answers identical")
     return fig

@@ -8,6 +8,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..errors import SourceError
 from .chroma_direct import DirectReader
@@ -52,8 +53,8 @@ class SourcePalace:
     _reader: DirectReader | None = None
 
     @classmethod
-    def open(cls, palace: str | os.PathLike, work_dir: str | os.PathLike | None = None, *,
-             online: bool = False) -> "SourcePalace":
+    def open(cls, palace: str | os.PathLike, work_dir: str | os.PathLike | None = None,
+             progress: Callable[[int, int], None] | None = None, *, online: bool = False) -> "SourcePalace":
         path = Path(palace).expanduser().resolve()
         if not path.is_dir():
             raise SourceError(f"the palace folder {path} does not exist", "pass --palace with the palace's path")
@@ -62,7 +63,8 @@ class SourcePalace:
             raise SourceError(f"{path} has no chroma.sqlite3: not a ChromaDB palace{hint}",
                               "pass --palace with the folder that holds chroma.sqlite3")
         kg = resolve_kg_path(path)
-        snap = take_snapshot(path, Path(work_dir) if work_dir else default_work_dir(path), kg, online=online)
+        snap = take_snapshot(path, Path(work_dir) if work_dir else default_work_dir(path), kg, progress,
+                             online=online)
         collections = read_collection_facts(snap.palace)
         sidecar = snap.palace / EMBEDDER_SIDECAR
         embedder = {}

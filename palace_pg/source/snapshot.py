@@ -24,6 +24,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,9 +145,13 @@ def remove_stale_snapshots(work_dir: Path) -> list[Path]:
     return removed
 
 
-def _copy_and_hash(listing: list[tuple[str, Path]], root: Path, stats: dict) -> dict[str, FileEntry]:
-    """Copy every file into ``root`` (the kernel's copy beside a hashing thread)."""
+def _copy_and_hash(listing: list[tuple[str, Path]], root: Path, stats: dict,
+                   progress: Callable[[int, int], None] | None = None) -> dict[str, FileEntry]:
+    """Copy every file into ``root`` (the kernel's copy beside a hashing thread), reporting bytes done."""
     out = {}
+    total, done = sum(stats[rel][0] for rel, _ in listing), 0
+    if progress:
+        progress(0, total)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="palace_pg-snapshot") as pool:
         jobs = []
         for rel, path in listing:
@@ -156,6 +161,9 @@ def _copy_and_hash(listing: list[tuple[str, Path]], root: Path, stats: dict) -> 
         for rel, path, copied, hashed in jobs:
             copied.result()
             out[rel] = FileEntry(rel, str(path), stats[rel][0], hashed.result())
+            done += stats[rel][0]
+            if progress:
+                progress(done, total)
     return out
 
 
@@ -163,7 +171,8 @@ def _stats(listing: list[tuple[str, Path]]) -> dict[str, tuple[int, int]]:
     return {rel: _stat_key(path) for rel, path in listing}
 
 
-def take_snapshot(palace: Path, work_dir: Path, kg_path: Path | None = None, *, online: bool = False,
+def take_snapshot(palace: Path, work_dir: Path, kg_path: Path | None = None,
+                  progress: Callable[[int, int], None] | None = None, *, online: bool = False,
                   attempts: int = ONLINE_ATTEMPTS) -> Snapshot:
     """Copy and hash the palace into ``work_dir/snapshot-<pid>``.
 
@@ -171,6 +180,7 @@ def take_snapshot(palace: Path, work_dir: Path, kg_path: Path | None = None, *, 
     (MemPalace may be writing): the files that changed during a pass are copied again until one
     whole pass sees no file change (size, mtime to the nanosecond), so the copy is the palace at
     one instant, never a half-written file; after ``attempts`` passes it gives up (SourceChanged).
+    ``progress(bytes_done, bytes_total)`` is called as each file of the first pass is copied and hashed.
     """
     palace = Path(palace)
     if not palace.is_dir():
@@ -186,7 +196,7 @@ def take_snapshot(palace: Path, work_dir: Path, kg_path: Path | None = None, *, 
         listing = source_files(palace, kg_path)
         before = _stats(listing)
         # a change to a file while it is copied and hashed shows in the stat comparison below
-        entries = _copy_and_hash(listing, root, before)
+        entries = _copy_and_hash(listing, root, before, progress)
         while True:
             passes += 1
             after_listing = source_files(palace, kg_path)
