@@ -540,7 +540,7 @@ def main(argv=None) -> int:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="palace_pg-rel-") as tmp:
         tmp = Path(tmp)
-        from palace_pg.source.generate import make_palace
+        from palace_pg.synth import make_palace
 
         palace = tmp / "src" / "palace"
         facts = make_palace(palace, drawers=args.drawers, seed=args.seed)

@@ -16,7 +16,7 @@ _CACHE = Path(tempfile.mkdtemp(prefix="palace_pg-test-palaces-"))
 @lru_cache(maxsize=None)
 def generated(drawers: int, seed: int) -> Path:
     """A generated palace (made once per session and size), inside its own parent folder."""
-    from palace_pg.source.generate import make_palace
+    from palace_pg.synth import make_palace
 
     root = _CACHE / f"d{drawers}-s{seed}"
     palace = root / "palace"

@@ -10,7 +10,7 @@ from .present import print_json
 def cmd_make_palace(args) -> int:
     from tqdm.auto import tqdm
 
-    from ..source.generate import make_palace
+    from ..synth import make_palace
 
     bar = tqdm(total=args.drawers, desc="drawers", unit="row", file=sys.stderr)
 
