@@ -198,14 +198,23 @@ def Counter_of(rows: dict[str, dict], key: str) -> dict:
 
 def test_progress_reaches_its_total(isolated_env, tmp_path):
     calls: list[tuple[int, int]] = []
+    stages: list[str] = []
     scratch = tmp_path / "scratch"
+
+    def progress(stage: str, done: int, total: int) -> None:
+        calls.append((done, total))
+        if not stages or stages[-1] != stage:
+            stages.append(stage)
+
     facts = make_palace(tmp_path / "p" / "palace", drawers=60, seed=1, vectors="synthetic", scratch=scratch,
-                        progress=lambda done, total: calls.append((done, total)))
+                        progress=progress)
     assert facts["built_in"] == str(scratch) and not any(scratch.iterdir())  # built there, copied, cleaned up
     assert (tmp_path / "p" / "hallways.json").is_file() and (tmp_path / "p" / "palace" / "chroma.sqlite3").is_file()
     assert calls and calls[-1][0] == calls[-1][1]
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
     assert calls[-1][1] == sum(facts["collections"].values()) + facts["kg"]["triples"]
+    assert {total for _, total in calls} == {calls[-1][1]}  # the total is known from the first call
+    assert stages == ["drawers", "closets", "assets", "kg"]
 
 
 # ── Collections ─────────────────────────────────────────────────────────────
