@@ -3,7 +3,7 @@
     python benchmarks/bench_exact_threshold.py [--sizes 2000,5500,10000,20000,40000] [--queries 100]
                                                [--k 10,20] [--out exact_threshold.json]
 
-For each size, synthetic drawers (palace_pg.backend.testing.synthetic_drawers,
+For each size, synthetic drawers (palace_pg.testing.backend.synthetic_drawers,
 120-word documents and miner metadata, as bench_search.py) are COPYed into a
 fresh database on the embedded server, indexed and compacted as the migration
 leaves them, then queried through ``PostgresBackend`` with documents and
@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_search import ground_truth, load_postgres, measure  # noqa: E402
 
 from palace_pg import query_sets  # noqa: E402
-from palace_pg.backend import PostgresBackend, testing  # noqa: E402
+from palace_pg.backend import PostgresBackend  # noqa: E402
+from palace_pg.testing import backend as pg_testing  # noqa: E402
 
 log = logging.getLogger("bench_exact_threshold")
 
@@ -46,7 +47,7 @@ def run_size(server, rows: int, n_queries: int, ks: list[int], rounds: int) -> d
     dsn = server.create_database(db)
     palace = Path(tempfile.mkdtemp(prefix="bench_exact_palace_"))
     try:
-        data = testing.synthetic_drawers(rows, n_queries=1)
+        data = pg_testing.synthetic_drawers(rows, n_queries=1)
         queries = query_sets.mixtures(data.embeddings, n_queries, np.random.default_rng(11)).vectors
         load_postgres(dsn, data, palace, compact=True)
         out: dict = {"rows": rows}

@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     palace = args.palace
     facts = {}
     if palace is None:
-        from palace_pg.source.generate import make_palace
+        from palace_pg.synth import make_palace
 
         palace = work / "src" / "palace"
         t0 = time.monotonic()

@@ -4,7 +4,7 @@
                                       [--out bench_search.json] [--skip-chroma] [--no-compact]
                                       [--db NAME [--reuse]] [--rounds 3] [--ef-search 40,64,100]
 
-Builds ``--rows`` drawers (palace_pg.backend.testing.synthetic_drawers:
+Builds ``--rows`` drawers (palace_pg.testing.backend.synthetic_drawers:
 clustered 384-d vectors, wings of 30% … 1% correlated with the clusters),
 COPYs them into a fresh database as the migration does, builds the indexes
 of target_db/schema.py and runs maintenance ``compact``, then queries through
@@ -63,12 +63,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from palace_pg import metrics, query_sets  # noqa: E402
-from palace_pg.backend import PostgresBackend, testing  # noqa: E402
+from palace_pg.backend import PostgresBackend  # noqa: E402
+from palace_pg.testing import backend as pg_testing  # noqa: E402
 from palace_pg.backend.search_plan import Planner  # noqa: E402
 
 log = logging.getLogger("bench_search")
 
-FILTERS = {"unfiltered": None, "wing 1%": "wing09", "wing 11%": "wing02", "wing 30%": "wing00"}
+FILTERS = {"unfiltered": None, "wing 1%": "juniper_notes", "wing 11%": "delta_infra", "wing 30%": "atlas_api"}
 #: MemPalace's vector pool for its hybrid re-rank: 4 × n_results (n = 5 by default).
 POOL_K = 20
 MIXTURE, IN_DISTRIBUTION = query_sets.MIXTURE, "in-distribution"
@@ -98,13 +99,13 @@ def cases(k: int, ef_values=()) -> list[Case]:
     return out
 
 
-def query_vectors(data: testing.SyntheticSet, n: int, seed: int = 11) -> dict[str, np.ndarray]:
+def query_vectors(data: pg_testing.SyntheticSet, n: int, seed: int = 11) -> dict[str, np.ndarray]:
     """Each query kind's vectors: off-distribution mixtures of stored vectors, and the generator's held-out ones."""
     rng = np.random.default_rng(seed)
     return {MIXTURE: query_sets.mixtures(data.embeddings, n, rng).vectors, IN_DISTRIBUTION: data.queries[:n]}
 
 
-def ground_truth(data: testing.SyntheticSet, queries: np.ndarray, k: int, wing: str | None) -> metrics.ExactTopK:
+def ground_truth(data: pg_testing.SyntheticSet, queries: np.ndarray, k: int, wing: str | None) -> metrics.ExactTopK:
     groups = [wing] * len(queries) if wing else None
     labels = [m["wing"] for m in data.metadatas] if wing else None
     return metrics.exact_topk(queries, data.embeddings, data.ids, k, groups=groups, labels=labels)
@@ -159,7 +160,7 @@ def loaded_rows(dsn: str) -> int | None:
         return conn.execute("SELECT count(*) FROM mempalace.drawers").fetchone()[0]
 
 
-def load_postgres(dsn: str, data: testing.SyntheticSet, palace: Path, compact: bool, reuse: bool = False) -> dict:
+def load_postgres(dsn: str, data: pg_testing.SyntheticSet, palace: Path, compact: bool, reuse: bool = False) -> dict:
     import psycopg
     from pgvector.psycopg import register_vector
 
@@ -171,15 +172,15 @@ def load_postgres(dsn: str, data: testing.SyntheticSet, palace: Path, compact: b
     else:
         with psycopg.connect(dsn, autocommit=True) as conn:
             register_vector(conn)
-            table = testing.create_collection_table(conn, "mempalace_drawers", data.embeddings.shape[1])
+            table = pg_testing.create_collection_table(conn, "mempalace_drawers", data.embeddings.shape[1])
             t = time.perf_counter()
             with conn.transaction():
-                testing.copy_rows(conn, table, data.ids, data.documents, data.metadatas, data.embeddings)
+                pg_testing.copy_rows(conn, table, data.ids, data.documents, data.metadatas, data.embeddings)
             timings["copy_s"] = round(time.perf_counter() - t, 2)
             t = time.perf_counter()
-            testing.build_indexes(conn, table)
+            pg_testing.build_indexes(conn, table)
             timings["indexes_s"] = round(time.perf_counter() - t, 2)
-    testing.claim_palace(palace, dsn, {"mempalace_drawers": data.embeddings.shape[1]})
+    pg_testing.claim_palace(palace, dsn, {"mempalace_drawers": data.embeddings.shape[1]})
     col = PostgresBackend().get_collection(str(palace), "mempalace_drawers", False)
     if compact:
         t = time.perf_counter()
@@ -304,7 +305,7 @@ def main(argv=None) -> int:
     palace = Path(tempfile.mkdtemp(prefix="bench_palace_"))
     try:
         t = time.perf_counter()
-        data = testing.synthetic_drawers(args.rows, n_queries=args.queries, noise=args.noise)
+        data = pg_testing.synthetic_drawers(args.rows, n_queries=args.queries, noise=args.noise)
         log.info("generated %d drawers in %.1fs", args.rows, time.perf_counter() - t)
         queries = query_vectors(data, args.queries)
         case_list = cases(args.k, args.ef_search)

@@ -276,7 +276,7 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         palace = args.palace
         if palace is None:
-            from palace_pg.source.generate import make_palace
+            from palace_pg.synth import make_palace
 
             palace = tmp / "src" / "palace"
             make_palace(palace, drawers=args.drawers, seed=args.seed)

@@ -152,7 +152,7 @@ def prepare(server, drawers: int, seed: int, tmp: Path) -> tuple[str, str, list[
     from palace_pg import engine
     from palace_pg.marker import Marker
     from palace_pg.phases.base import MigrationOptions
-    from palace_pg.source.generate import make_palace
+    from palace_pg.synth import make_palace
     from palace_pg.target_db import state
 
     palace = tmp / "source" / "palace"

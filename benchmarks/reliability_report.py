@@ -53,18 +53,18 @@ import psycopg
 from psycopg import sql
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from kill_resume import Harness, extras_ok, run, summary_of  # noqa: E402
-from palaces import build_palace, unit_vectors  # noqa: E402  (tests/palaces.py: palaces written by chromadb)
-from test_kg_injection import HOSTILE  # noqa: E402  (the injection corpus the tests use)
-from test_runbooks import CANARY, FAST  # noqa: E402  (the canary and quick runbook settings the tests use)
 
 from palace_pg.dsn import connect  # noqa: E402
 from palace_pg.kg import AgeKnowledgeGraph, read_entities, read_triples  # noqa: E402
 from palace_pg.kg.store import ENTITY_COLUMNS, TRIPLE_COLUMNS  # noqa: E402
 from palace_pg.server import EmbeddedServer  # noqa: E402
 from palace_pg.source.kg_reader import read_kg  # noqa: E402
+from palace_pg.testing.chroma import build_palace, unit_vectors  # noqa: E402
+from palace_pg.testing.injection import HOSTILE  # noqa: E402  (the injection corpus the tests use)
+from palace_pg.testing.runbooks import CANARY, FAST  # noqa: E402  (the canary and runbook settings the tests use)
 
 INJECTION = list(dict.fromkeys(HOSTILE + ["'; DROP TABLE x; --", "x' OR true OR '", "`tick` $tag$ \\'", "\\\\"]))
 
@@ -545,7 +545,7 @@ def main(argv=None) -> int:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="palace_pg-rel-") as tmp:
         tmp = Path(tmp)
-        from palace_pg.source.generate import make_palace
+        from palace_pg.synth import make_palace
 
         palace = tmp / "src" / "palace"
         facts = make_palace(palace, drawers=args.drawers, seed=args.seed)
@@ -562,9 +562,6 @@ def main(argv=None) -> int:
         injection, reject_cases, hostile = injection_and_rejects(server, watches, tmp, args.batch_size, reference)
         hostile.drop("injection")
         fidelity += reject_cases
-    import palaces  # tests/palaces.py made a (here unused) cache folder when it was imported
-
-    shutil.rmtree(palaces._CACHE, ignore_errors=True)
     verified = {k: h.verified[k] + hostile.verified[k] for k in h.verified}
     runs = sum(w.runs for w in watches)
     unchanged = sum(w.unchanged for w in watches)

@@ -376,7 +376,7 @@ def main(argv=None) -> int:
         "vectors": {
             "migrate": dig(migrate, "facts", "vectors") or ("as in the given palace" if args.palace else "n/a"),
             "search": first(search, ("vectors",), ("facts", "vectors")) or
-            ("synthetic clustered (testing.synthetic_drawers)" if search else "n/a"),
+            ("synthetic clustered (palace_pg.testing.backend.synthetic_drawers)" if search else "n/a"),
         },
         "failed": failed, "runs": runs, "seconds": round(time.monotonic() - started, 1),
         "table": rows_, "migrate": migrate, "search": search, "kg": kg,

@@ -22,7 +22,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from palace_pg.backend import testing
+from palace_pg.testing import backend as pg_testing
 
 DIM = 64
 WORD_RE = re.compile(r"\w+")
@@ -114,7 +114,7 @@ def env(tmp_path, embed_url, monkeypatch):
 def palace(tmp_path, fresh_db, env):
     """A migrated-looking palace: drawers and closets COPYed in, marker written, identity recorded."""
     path = tmp_path / "palace"
-    testing.build_palace(path, fresh_db, collections={"mempalace_drawers": DIM, "mempalace_closets": DIM},
+    pg_testing.build_palace(path, fresh_db, collections={"mempalace_drawers": DIM, "mempalace_closets": DIM},
                          model_name="openai-compat")
     ids, docs, metas = _drawers()
     closet_ids, closet_docs, closet_metas = _closets(ids)
@@ -122,8 +122,8 @@ def palace(tmp_path, fresh_db, env):
         from pgvector.psycopg import register_vector
 
         register_vector(conn)
-        testing.copy_rows(conn, "drawers", ids, docs, metas, np.array([embed(d) for d in docs], dtype=np.float32))
-        testing.copy_rows(conn, "closets", closet_ids, closet_docs, closet_metas,
+        pg_testing.copy_rows(conn, "drawers", ids, docs, metas, np.array([embed(d) for d in docs], dtype=np.float32))
+        pg_testing.copy_rows(conn, "closets", closet_ids, closet_docs, closet_metas,
                           np.array([embed(d) for d in closet_docs], dtype=np.float32))
     return path
 

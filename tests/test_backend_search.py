@@ -1,8 +1,8 @@
 """kNN plans of the postgres backend on a generated palace, against numpy brute force (no mocks).
 
-The palace is ``testing.synthetic_drawers``: clustered vectors, each cluster in
-one wing (wing09 1%, wing02 11%, wing00 30%), the hard case for HNSW's
-post-filtering.  Filtered queries must return k rows of the wing at recall 1.0
+The palace is ``palace_pg.testing.backend.synthetic_drawers``: clustered vectors, each
+cluster in one of the generator's wings (juniper_notes 1%, delta_infra 11%, atlas_api 30%),
+the hard case for HNSW's post-filtering.  Filtered queries must return k rows of the wing at recall 1.0
 whatever plan runs; the HNSW settings must be configurable and must not leak
 between plans or into other statements on the pooled connections.
 """
@@ -18,7 +18,8 @@ import pytest
 from pgvector.psycopg import register_vector
 
 from palace_pg import metrics
-from palace_pg.backend import PostgresBackend, testing
+from palace_pg.backend import PostgresBackend
+from palace_pg.testing import backend as pg_testing
 from palace_pg.backend.filters import _could_be_other_type, compile_where
 from palace_pg.backend.search_plan import EXACT, HNSW, ITERATIVE, Columns
 
@@ -31,13 +32,13 @@ def generated(pg_server):
     """ROWS generated drawers, loaded and indexed as the migration leaves them; yields (dsn, data)."""
     name = f"t_search_{uuid.uuid4().hex[:10]}"
     dsn = pg_server.create_database(name)
-    data = testing.synthetic_drawers(ROWS, n_queries=30, noise=0.75, doc_words=8)
+    data = pg_testing.synthetic_drawers(ROWS, n_queries=30, noise=0.75, doc_words=8)
     with psycopg.connect(dsn, autocommit=True) as conn:
         register_vector(conn)
-        table = testing.create_collection_table(conn, "mempalace_drawers", 384)
+        table = pg_testing.create_collection_table(conn, "mempalace_drawers", 384)
         with conn.transaction():
-            testing.copy_rows(conn, table, data.ids, data.documents, data.metadatas, data.embeddings)
-        testing.build_indexes(conn, table)
+            pg_testing.copy_rows(conn, table, data.ids, data.documents, data.metadatas, data.embeddings)
+        pg_testing.build_indexes(conn, table)
     yield dsn, data
     pg_server.drop_database(name)
 
@@ -52,7 +53,7 @@ def open_palace(generated, tmp_path):
         # about the HNSW plans, so the index is used unless a test asks otherwise
         options.setdefault("exact_unfiltered_max_rows", 0)
         path = tmp_path / f"palace_{len(backends)}"
-        testing.claim_palace(path, dsn, {"mempalace_drawers": 384})
+        pg_testing.claim_palace(path, dsn, {"mempalace_drawers": 384})
         backend = PostgresBackend()
         backends.append(backend)
         return backend.get_collection(str(path), "mempalace_drawers", False, options=options or None)
@@ -79,7 +80,7 @@ def _plan(col, where):
         return col._handle.planner.choose(conn, col.table, compile_where(where)).kind
 
 
-@pytest.mark.parametrize("wing", ["wing09", "wing02", "wing00"])
+@pytest.mark.parametrize("wing", ["juniper_notes", "delta_infra", "atlas_api"])
 def test_filtered_query_is_exact(open_palace, generated, wing):
     _dsn, data = generated
     col = open_palace()
@@ -109,11 +110,11 @@ def test_unfiltered_query_recall(open_palace, generated):
 def test_large_subset_takes_the_iterative_plan_and_still_returns_k_rows(open_palace, generated):
     _dsn, data = generated
     col = open_palace(exact_max_rows=50)  # every wing above 50 rows goes to the HNSW iterative scan
-    assert _plan(col, {"wing": "wing02"}) == ITERATIVE
+    assert _plan(col, {"wing": "delta_infra"}) == ITERATIVE
     for q in data.queries[:10]:
-        res = col.query(query_embeddings=[q], n_results=K, where={"wing": "wing02"}, include=["metadatas"])
+        res = col.query(query_embeddings=[q], n_results=K, where={"wing": "delta_infra"}, include=["metadatas"])
         assert len(res.ids[0]) == K
-        assert all(m["wing"] == "wing02" for m in res.metadatas[0])
+        assert all(m["wing"] == "delta_infra" for m in res.metadatas[0])
     assert _session(col, "hnsw.iterative_scan") == "relaxed_order"
     assert _session(col, "hnsw.ef_search") == str(col._handle.planner.settings.iterative_ef_search)
     # the next unfiltered query puts the session back to a plain scan
@@ -147,7 +148,7 @@ def test_ef_search_is_configurable(open_palace, generated, monkeypatch):
 def test_exact_plan_leaves_no_setting_behind(open_palace, generated):
     _dsn, data = generated
     col = open_palace()
-    col.query(query_embeddings=[data.queries[0]], n_results=K, where={"wing": "wing00"})
+    col.query(query_embeddings=[data.queries[0]], n_results=K, where={"wing": "atlas_api"})
     assert _session(col, "enable_seqscan") == "on"
 
 
@@ -167,7 +168,7 @@ def test_exact_plan_reads_only_the_wing(open_palace, generated):
 
         conn.execute = spy
         try:
-            planner.knn(conn, col.table, data.queries[0], K, compile_where({"wing": "wing00"}), Columns())
+            planner.knn(conn, col.table, data.queries[0], K, compile_where({"wing": "atlas_api"}), Columns())
         finally:
             del conn.execute
     text = "\n".join(r[0] for r in plans[0])

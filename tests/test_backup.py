@@ -17,7 +17,8 @@ import numpy as np
 import psycopg
 import pytest
 from mempalace.backends import PalaceRef
-from palaces import copy_of, generated
+from palace_pg.testing.chroma import copy_of
+from palaces import generated
 
 from palace_pg import backup, engine
 from palace_pg.backend import PostgresBackend

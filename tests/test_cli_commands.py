@@ -9,7 +9,8 @@ from palace_pg.cutover import cutover
 from palace_pg.errors import PalacePgError
 from palace_pg.phases.base import MigrationOptions
 from palace_pg.source.snapshot import hash_palace
-from palaces import copy_of, generated
+from palace_pg.testing.chroma import copy_of
+from palaces import generated
 
 
 def test_cutover_against_a_database_holding_another_palace_is_refused(tmp_path, fresh_db):

@@ -9,7 +9,8 @@ from palace_pg.cli import main
 from palace_pg.cli.progress import PhaseLines
 from palace_pg.engine import PHASE_NAMES
 from palace_pg.phases.base import ProgressEvent
-from palaces import copy_of, generated
+from palace_pg.testing.chroma import copy_of
+from palaces import generated
 
 ESCAPES = re.compile(r"[\x1b\r]")
 

@@ -15,7 +15,8 @@ from chromadb.config import Settings
 from palace_pg.source.chroma_direct import DirectReader
 from palace_pg.source.chroma_reader import ChromaReader, read_collection_facts
 from palace_pg.target_db.jsonfmt import canonical
-from palaces import HNSW_METADATA, copy_of, generated, unit_vectors
+from palace_pg.testing.chroma import HNSW_METADATA, copy_of, unit_vectors
+from palaces import generated
 
 
 def _rows(reader, name):

@@ -23,7 +23,8 @@ import pytest
 
 from palace_pg import engine
 
-from palaces import copy_of, generated
+from palace_pg.testing.chroma import copy_of
+from palaces import generated
 
 CHROMIUM = os.environ.get("PALACE_PG_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

@@ -7,29 +7,7 @@ import pytest
 
 from palace_pg.errors import PalacePgError
 from palace_pg.kg import AgeKnowledgeGraph, KgValueRejected, bulk_load, read_entities, read_triples, stores
-
-HOSTILE = [
-    "it's",
-    'say "hi"',
-    "$$",
-    "a$$b$$c",
-    "$cy$ x $cy$",
-    "back\\slash",
-    "trailing\\",
-    "}) DETACH DELETE n //",
-    "'}) MATCH (m) DETACH DELETE m //",
-    "x'); DROP TABLE mempalace_kg.\"Entity\"; --",
-    "%s",
-    "%(x)s",
-    "100%",
-    "$name",
-    "::vertex",
-    "line\nbreak\r\ttab",
-    "\u2028sep",
-    "知识图谱",
-    "emoji 🧠🏰",
-    "\x01ctl",
-]
+from palace_pg.testing.injection import HOSTILE
 
 
 def _shape(dsn: str) -> tuple[int, int, list]:

@@ -146,7 +146,8 @@ def test_dry_run_changes_nothing(small_palace, fresh_db, tmp_path):
 
 
 def test_another_palace_is_refused(small_palace, fresh_db, tmp_path):
-    from palaces import copy_of, generated
+    from palace_pg.testing.chroma import copy_of
+    from palaces import generated
 
     engine.migrate(_opts(small_palace, fresh_db, tmp_path))
     other = copy_of(generated(120, 99), tmp_path / "other")

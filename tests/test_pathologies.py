@@ -15,7 +15,7 @@ from palace_pg.errors import PreflightRefused, SourceError, VerificationFailed
 from palace_pg.phases.base import MigrationOptions
 from palace_pg.source.snapshot import hash_palace
 
-from palaces import build_palace, unit_vectors
+from palace_pg.testing.chroma import build_palace, unit_vectors
 
 
 def _migrate(palace, dsn, tmp_path, **kw):

@@ -64,7 +64,8 @@ def test_a_live_writer_on_the_source_is_detected(tmp_path, fresh_db):
 
     from palace_pg import engine
     from palace_pg.errors import SourceChanged
-    from palaces import copy_of, generated
+    from palace_pg.testing.chroma import copy_of
+    from palaces import generated
 
     palace = copy_of(generated(300, 7), tmp_path / "src")
     stop = threading.Event()
@@ -92,7 +93,8 @@ def test_preflight_warns_when_the_target_is_not_durable(tmp_path, fresh_db):
     import psycopg
 
     from palace_pg import engine
-    from palaces import copy_of, generated
+    from palace_pg.testing.chroma import copy_of
+    from palaces import generated
 
     palace = copy_of(generated(300, 7), tmp_path / "src")
     report = engine.preflight(palace, fresh_db, work_dir=tmp_path / "w")

@@ -25,15 +25,13 @@ from palace_pg import engine
 from palace_pg.errors import ParameterError
 from palace_pg.runbook import evidence, params, secrets
 from palace_pg.runbook.files import sha256_bytes
+from palace_pg.testing.runbooks import CANARY, FAST
 
-from palaces import copy_of, generated
+from palace_pg.testing.chroma import copy_of
+from palaces import generated
 
 REPO = Path(__file__).resolve().parents[1]
 RUNBOOKS = REPO / "runbooks"
-CANARY = "canary-Pw-7f3e9b21"
-# small measurement settings: the tests check the wiring, the demo run checks the figures
-FAST = {"recall_queries": 15, "latency_queries": 15, "filtered_queries": 4, "kg_queries": 4,
-        "ef_search_grid": [10, 40]}
 
 
 def _nb(name: str) -> Path:

@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 from palace_pg.source.snapshot import take_snapshot
-from palaces import copy_of, generated
+from palace_pg.testing.chroma import copy_of
+from palaces import generated
 
 
 def test_a_dead_runs_snapshot_is_removed_and_a_live_ones_kept(tmp_path):

@@ -24,7 +24,8 @@ from palace_pg.source.snapshot import hash_palace
 from palace_pg.target_db import state
 from palace_pg.target_db.fingerprint import target_fingerprint
 
-from palaces import copy_of, generated
+from palace_pg.testing.chroma import copy_of
+from palaces import generated
 
 
 def _opts(palace, dsn, tmp_path, **kw) -> MigrationOptions:

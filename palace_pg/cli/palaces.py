@@ -3,28 +3,63 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from .present import print_json
 
 
+class _Bar:
+    """One tqdm bar over all rows; its label is the stage being written (drawers, closets, assets, kg)."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.bar = stream, None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=stage, unit="row", unit_scale=False, file=self.stream, dynamic_ncols=True)
+        if stage != self.bar.desc:
+            self.bar.set_description_str(stage, refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _Lines:
+    """Plain lines for a stderr that is not a terminal (a log, a CI job): no cursor escapes."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.stage, self.decile, self.started = stream, None, 0, time.monotonic()
+        self.done = self.total = 0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        decile = done * 10 // total if total else 10
+        if stage != self.stage or (decile > self.decile and done < total):
+            self.stage, self.decile = stage, decile
+            self._line(f"{stage} (rows {done:,}/{total:,})")
+
+    def close(self) -> None:
+        if self.stage is not None:
+            self._line(f"done (rows {self.done:,}/{self.total:,}) in {time.monotonic() - self.started:.1f} s")
+
+    def _line(self, text: str) -> None:
+        print(f"make-palace: {text}", file=self.stream, flush=True)
+
+
 def cmd_make_palace(args) -> int:
-    from tqdm.auto import tqdm
+    from ..synth import make_palace
 
-    from ..source.generate import make_palace
-
-    bar = tqdm(total=args.drawers, desc="drawers", unit="row", file=sys.stderr)
-
-    def progress(done, total):
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
+    progress = _Bar(sys.stderr) if sys.stderr.isatty() else _Lines(sys.stderr)
     try:
         facts = make_palace(args.out, drawers=args.drawers, seed=args.seed, progress=progress,
                             kg_entities=args.kg_entities, kg_triples=args.kg_triples, assets=not args.no_assets,
                             vectors=args.vectors, scratch=None if args.scratch == "none" else args.scratch)
     finally:
-        bar.close()
+        progress.close()
     print_json(facts)
     return 0
 

@@ -40,7 +40,7 @@ def cmd_demo(args) -> int:
     demo = Path(args.dir).resolve()
     palace = demo / "palace"
     if not palace.exists():
-        from ..source.generate import make_palace
+        from ..synth import make_palace
 
         print(f"== generating a {args.drawers}-drawer demo palace in {palace}", file=sys.stderr)
         make_palace(palace, drawers=args.drawers, seed=0)

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from palace_pg import synth
 from palace_pg.errors import PalacePgError
-from palace_pg.source import generate
-from palace_pg.source.generate import ASSETS, CLOSETS, DRAWERS, make_palace
+from palace_pg.synth import ASSETS, CLOSETS, DRAWERS, make_palace
+from palace_pg.synth.vectors import with_probe_components
 
 DRAWER_COUNT = 240
 MEMPALACE_CLI = Path(sys.executable).with_name("mempalace")
@@ -197,14 +198,23 @@ def Counter_of(rows: dict[str, dict], key: str) -> dict:
 
 def test_progress_reaches_its_total(isolated_env, tmp_path):
     calls: list[tuple[int, int]] = []
+    stages: list[str] = []
     scratch = tmp_path / "scratch"
+
+    def progress(stage: str, done: int, total: int) -> None:
+        calls.append((done, total))
+        if not stages or stages[-1] != stage:
+            stages.append(stage)
+
     facts = make_palace(tmp_path / "p" / "palace", drawers=60, seed=1, vectors="synthetic", scratch=scratch,
-                        progress=lambda done, total: calls.append((done, total)))
+                        progress=progress)
     assert facts["built_in"] == str(scratch) and not any(scratch.iterdir())  # built there, copied, cleaned up
     assert (tmp_path / "p" / "hallways.json").is_file() and (tmp_path / "p" / "palace" / "chroma.sqlite3").is_file()
     assert calls and calls[-1][0] == calls[-1][1]
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
     assert calls[-1][1] == sum(facts["collections"].values()) + facts["kg"]["triples"]
+    assert {total for _, total in calls} == {calls[-1][1]}  # the total is known from the first call
+    assert stages == ["drawers", "closets", "assets", "kg"]
 
 
 # ── Collections ─────────────────────────────────────────────────────────────
@@ -292,7 +302,7 @@ def test_live_exchanges(drawers):
     from mempalace.ids import make_exchange_drawer_id
 
     live = _by_kind(drawers, lambda i, m: m.get("ingest_mode") == "convos" and "chunk_total" not in m)
-    assert len(live) >= len(generate.TRICKY_ROWS) - 1
+    assert len(live) >= len(synth.TRICKY_ROWS) - 1
     for row_id, row in live.items():
         m = row["metadata"]
         assert row_id == make_exchange_drawer_id(m["wing"], m["room"], m["source_file"], m["filed_at"], row["document"])
@@ -391,7 +401,7 @@ def test_assets(palace, copy_of, drawers):
 
 def test_tricky_rows_survive_with_types(palace, drawers):
     tricky = {name: drawers[row_id] for name, row_id in palace["tricky"].items()}
-    assert set(tricky) == set(generate.TRICKY_ROWS)
+    assert set(tricky) == set(synth.TRICKY_ROWS)
     priorities = [tricky[f"priority_{t}"]["metadata"]["priority"] for t in ("int", "float", "bool")]
     assert [type(p) for p in priorities] == [int, float, bool] and priorities == [1, 1.0, True]
     assert tricky["int64_max"]["metadata"]["counter"] == 2**63 - 1
@@ -423,8 +433,8 @@ def test_chroma_stable_vectors_are_stored_bit_for_bit(tmp_path):
 
     rng = np.random.default_rng(3)
     raw = rng.standard_normal((1500, 384))
-    vectors = generate.chroma_stable((raw / np.linalg.norm(raw, axis=1, keepdims=True)).astype(np.float32))
-    vectors[0] = generate._with_probe_components(vectors[0])
+    vectors = synth.chroma_stable((raw / np.linalg.norm(raw, axis=1, keepdims=True)).astype(np.float32))
+    vectors[0] = with_probe_components(vectors[0])
     client = chromadb.PersistentClient(path=str(tmp_path / "c"))
     try:
         collection = client.create_collection("bits", metadata=_hnsw_creation_metadata(None), embedding_function=None)
@@ -568,5 +578,5 @@ def test_an_existing_folder_beside_the_palace_keeps_its_mode(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o1777)
-    make_palace(shared / "palace", drawers=generate.MIN_DRAWERS, seed=1, scratch=None)
+    make_palace(shared / "palace", drawers=synth.MIN_DRAWERS, seed=1, scratch=None)
     assert shared.stat().st_mode & 0o7777 == 0o1777

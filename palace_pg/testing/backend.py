@@ -1,11 +1,12 @@
-"""Palaces built by hand for tests and benchmarks: synthetic drawers straight into the tables.
+"""Palaces built by hand for tests and benchmarks: synthetic drawers straight into the postgres tables.
 
 Nothing here is used by the backend itself.  The generator makes clustered
 vectors on a low-rank latent structure (like sentence embeddings: most of the
 variance in a few dozen directions) and assigns each cluster to one wing, so a
 wing filter is strongly correlated with the vectors: the worst case for an
-HNSW index that filters after the scan.  Wing shares go from 30% down to 1%,
-so benchmarks can name a 1% and an 11% wing.
+HNSW index that filters after the scan.  The wings and their shares are the
+generator's (:data:`palace_pg.synth.WINGS`, 30% down to 1%), so benchmarks can
+name a 1% and an 11% wing.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from ..marker import Marker
+from ..synth import WINGS
 from ..target_db import ddl, jsonfmt, schema, state
 
-# Wing shares in percent (sum 100): wing00 30% … wing09 1%.
-WING_SHARES = (30, 20, 11, 9, 8, 7, 6, 4, 4, 1)
 _VOCAB = [f"{a}{b}" for a in ("al", "be", "ca", "do", "ep", "fi", "go", "hu", "io", "ju", "ka", "lo")
           for b in ("ra", "ne", "to", "mi", "su", "vek", "dor", "pal", "qin", "ces", "tor", "wyn")]
 
@@ -47,7 +47,7 @@ def synthetic_drawers(n: int, *, dim: int = 384, n_queries: int = 200, seed: int
     rng = np.random.default_rng(seed)
     basis = rng.standard_normal((latent, dim)).astype(np.float32)
     centers = rng.standard_normal((clusters, latent)).astype(np.float32)
-    wing_of_cluster = np.repeat(np.arange(len(WING_SHARES)), [s * clusters // 100 for s in WING_SHARES])
+    wing_of_cluster = np.repeat(np.arange(len(WINGS)), [share * clusters // 100 for _, share in WINGS])
     wing_of_cluster = np.resize(wing_of_cluster, clusters)
 
     def sample(count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +63,7 @@ def synthetic_drawers(n: int, *, dim: int = 384, n_queries: int = 200, seed: int
     ids, docs, metas = [], [], []
     word_idx = rng.integers(0, len(words), (n, doc_words)) if with_documents else None
     for i in range(n):
-        wing = f"wing{wing_of_cluster[cluster[i]]:02d}"
+        wing = WINGS[wing_of_cluster[cluster[i]]][0]
         room = f"room{cluster[i] % 5}"
         source = f"/palace/src/{wing}/file{i // 8:06d}.md"
         ids.append(f"drawer_{wing}_{room}_{i:08d}")
