@@ -15,12 +15,12 @@ import sys
 
 from .. import __version__
 from ..errors import PalacePgError
-from . import cutover, db, kg, migration, palaces, runbooks
+from . import cutover, db, export, kg, migration, palaces, runbooks
 
 log = logging.getLogger("palace_pg.cli")
 
 # in the order `palace-pg --help` lists them
-COMMAND_GROUPS = [db, palaces, migration, cutover, runbooks, kg]
+COMMAND_GROUPS = [db, palaces, migration, cutover, export, runbooks, kg]
 
 
 def build_parser() -> argparse.ArgumentParser:

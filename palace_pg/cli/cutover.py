@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .present import add_target, print_json
+from .present import Bars, add_target, print_json
 
 
 def cmd_cutover(args) -> int:
@@ -23,7 +23,12 @@ def cmd_rollback(args) -> int:
     if not args.yes:
         print("rollback renames folders back; rerun with --yes to confirm", file=sys.stderr)
         return 2
-    print_json(rollback(args.palace))
+    bars = Bars() if args.with_writes and not args.no_progress else None
+    try:
+        print_json(rollback(args.palace, with_writes=args.with_writes, dsn=args.dsn, progress=bars))
+    finally:
+        if bars:
+            bars.close()
     return 0
 
 
@@ -34,7 +39,12 @@ def register(sub) -> None:
     co.add_argument("--yes", action="store_true")
     co.set_defaults(func=cmd_cutover)
 
-    rb = sub.add_parser("rollback", help="undo the cutover (renames only)")
+    rb = sub.add_parser("rollback", help="undo the cutover (renames; --with-writes exports PostgreSQL's palace first)")
     rb.add_argument("--palace", required=True)
+    rb.add_argument("--with-writes", action="store_true",
+                    help="export what PostgreSQL holds now (writes since the cutover included) to Chroma, verify it "
+                         "and put it in place; the pre-cutover backup and the database are kept")
+    add_target(rb)
+    rb.add_argument("--no-progress", action="store_true")
     rb.add_argument("--yes", action="store_true")
     rb.set_defaults(func=cmd_rollback)
