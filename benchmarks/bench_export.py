@@ -81,14 +81,20 @@ def main() -> None:
     parent = Path(tempfile.mkdtemp(prefix="bench_export-", dir=args.out))
     try:
         started = time.monotonic()
-        summary = export_palace(dsn, parent / "palace")
+        peaks: dict[str, float] = {}
+
+        def sample(event) -> None:  # peak RSS as each stage (export / verify) progresses
+            peaks[event.phase] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+        summary = export_palace(dsn, parent / "palace", progress=sample)
         wall = time.monotonic() - started
         self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         t = summary["timings"]
         figures = {"drawers": args.drawers, "triples": args.triples, "written_to": str(parent),
                    "export_s": round(t["total_s"] - t.get("verify_s", 0), 1), "verify_s": round(t.get("verify_s", 0), 1),
-                   "total_s": round(wall, 1), "peak_rss_mb": round(self_mb), "peak_child_rss_mb": round(child_mb),
+                   "total_s": round(wall, 1), "peak_rss_mb": round(self_mb),
+                   "peak_rss_mb_by_stage": {k: round(v) for k, v in peaks.items()}, "peak_child_rss_mb": round(child_mb),
                    "renormalised_by_chroma": {k: v["renormalised_by_chroma"]
                                               for k, v in summary["verification"]["collections"].items()},
                    "timings": t}
