@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 
 from ..errors import VerificationFailed
 from ..phases.base import ProgressEvent
-from ..phases.verify_phase import MAX_LISTED, _same
+from ..phases.verify_phase import MAX_LISTED, _same, kg_differences
 from ..source.chroma_direct import DirectReader
 from ..source.chroma_reader import read_collection_facts
 from ..source.kg_reader import read_kg
@@ -173,19 +173,10 @@ def _compare_kg(kg_path: Path, expected: Expected, differences: list[dict]) -> d
     entities, triples = read_kg(kg_path if kg_path.is_file() else None)
     out = {}
     for kind, want_rows, got_rows in (("entity", expected.entities, entities), ("triple", expected.triples, triples)):
-        want = {r["id"]: r for r in want_rows}
-        got = {r["id"]: r for r in got_rows}
-        for rid in sorted(want.keys() - got.keys())[:MAX_LISTED]:
-            differences.append({"kind": f"kg_{kind}_missing", "id": rid})
-        for rid in sorted(got.keys() - want.keys())[:MAX_LISTED]:
-            differences.append({"kind": f"kg_{kind}_extra", "id": rid})
-        for rid in want.keys() & got.keys():
-            for col, value in want[rid].items():  # every column, rowid included
-                if not _same(value, got[rid].get(col)):
-                    differences.append({"kind": f"kg_{kind}_column", "id": rid, "column": col,
-                                        "target": value, "palace": got[rid].get(col)})
-        out[f"{kind}_target"] = len(want)
-        out[f"{kind}_palace"] = len(got)
+        # every column, rowid included
+        differences += kg_differences(kind, want_rows, got_rows, labels=("target", "palace"))[:MAX_LISTED]
+        out[f"{kind}_target"] = len(want_rows)
+        out[f"{kind}_palace"] = len(got_rows)
     return out
 
 

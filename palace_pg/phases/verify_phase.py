@@ -234,20 +234,24 @@ class VerifyPhase:
         out = {}
         for kind, source_rows, target_rows in (("entity", src_entities, read_entities(ctx.conn)),
                                                ("triple", src_triples, read_triples(ctx.conn))):
-            want = {r["id"]: r for r in source_rows}
-            got = {r["id"]: r for r in target_rows}
-            for rid in want.keys() - got.keys():
-                differences.append({"kind": f"kg_{kind}_missing", "id": rid})
-            for rid in got.keys() - want.keys():
-                differences.append({"kind": f"kg_{kind}_extra", "id": rid})
-            for rid in want.keys() & got.keys():
-                for col, value in want[rid].items():
-                    if not _same(value, got[rid].get(col)):
-                        differences.append({"kind": f"kg_{kind}_column", "id": rid, "column": col,
-                                            "source": value, "target": got[rid].get(col)})
-            out[f"{kind}_source"] = len(want)
-            out[f"{kind}_target"] = len(got)
+            differences += kg_differences(kind, source_rows, target_rows)
+            out[f"{kind}_source"] = len(source_rows)
+            out[f"{kind}_target"] = len(target_rows)
         return out
+
+
+def kg_differences(kind: str, want_rows: list[dict], got_rows: list[dict], labels=("source", "target")) -> list[dict]:
+    """Every missing, extra or different KG row (every column of ``want_rows``, type-strict), by id."""
+    want = {r["id"]: r for r in want_rows}
+    got = {r["id"]: r for r in got_rows}
+    out = [{"kind": f"kg_{kind}_missing", "id": rid} for rid in want.keys() - got.keys()]
+    out += [{"kind": f"kg_{kind}_extra", "id": rid} for rid in got.keys() - want.keys()]
+    for rid in want.keys() & got.keys():
+        for col, value in want[rid].items():
+            if not _same(value, got[rid].get(col)):
+                out.append({"kind": f"kg_{kind}_column", "id": rid, "column": col,
+                            labels[0]: value, labels[1]: got[rid].get(col)})
+    return out
 
 
 def _same(a, b) -> bool:
