@@ -4,7 +4,9 @@ Cutover moves the Chroma palace aside to ``<palace>.chromadb-backup-<stamp>``
 (never deleted), recreates the palace folder with palace_pg's marker and the
 palace's small files (embedder sidecar, origin.json, …) so MemPalace detects
 the ``postgres`` backend there.  It refuses unless the target holds a verified
-migration of exactly the palace on disk now.  Rollback renames back.
+migration of exactly the palace on disk now.  Rollback renames back; with
+``with_writes`` it first exports what PostgreSQL holds now (``palace_pg.export``)
+and puts that palace in place instead, so writes made since the cutover are kept.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ def cutover_steps(palace: Path, dsn_display: str) -> list[str]:
         "(the postgres backend's collection.query(query_embeddings=[…])).",
         "Start the MemPalace processes again.",
         f"Rollback at any time: `palace-pg rollback --palace {palace} --yes` renames the Chroma backup back "
-        f"(writes made on PostgreSQL since the cutover stay only in PostgreSQL).",
+        f"(writes made on PostgreSQL since the cutover stay only in PostgreSQL); "
+        f"`palace-pg rollback --palace {palace} --with-writes --yes` exports PostgreSQL's palace to Chroma and "
+        f"puts it in place instead, keeping those writes (stop every MemPalace writer first).",
     ]
 
 
@@ -120,19 +124,56 @@ def latest_backup(palace: Path) -> Path | None:
     return backups[-1] if backups else None
 
 
-def rollback(palace: str | os.PathLike, *, now: dt.datetime | None = None) -> dict:
-    """Put the Chroma palace back; the PostgreSQL-side folder is kept beside it."""
+def rollback(palace: str | os.PathLike, *, with_writes: bool = False, dsn: str | None = None,
+             now: dt.datetime | None = None, progress=None) -> dict:
+    """Put a Chroma palace back; the PostgreSQL-side folder (and the database) are kept beside it.
+
+    Without ``with_writes`` the pre-cutover backup is renamed back.  With it, the
+    palace PostgreSQL holds now is exported and verified next to the palace and
+    renamed into place; the pre-cutover backup is left where it is.
+    """
     palace = Path(palace).expanduser().resolve()
-    backup = latest_backup(palace)
-    if backup is None:
-        raise PalacePgError(f"no {palace.name}{BACKUP_INFIX}* folder next to {palace}", "nothing to roll back")
     if not has_marker(palace):
         raise PalacePgError(f"{palace} holds no {MARKER_NAME}: it is not a cut-over palace",
                             "check the path; rollback only renames folders palace_pg created")
+    if with_writes:
+        return _rollback_with_writes(palace, dsn, now=now, progress=progress)
+    backup = latest_backup(palace)
+    if backup is None:
+        raise PalacePgError(f"no {palace.name}{BACKUP_INFIX}* folder next to {palace}", "nothing to roll back")
     aside = palace.with_name(f"{palace.name}.postgres-{_stamp(now)}")
     os.rename(palace, aside)
     os.rename(backup, palace)
     return {"palace": str(palace), "restored_from": str(backup), "postgres_folder_kept_at": str(aside)}
+
+
+EXPORT_INFIX = ".chromadb-export-"
+
+
+def _rollback_with_writes(palace: Path, dsn: str | None, *, now: dt.datetime | None, progress) -> dict:
+    from .export import export_palace
+    from .marker import read_marker
+
+    stamp = _stamp(now)
+    target = dsn or read_marker(palace).dsn()
+    exported = palace.with_name(f"{palace.name}{EXPORT_INFIX}{stamp}")
+    aside = palace.with_name(f"{palace.name}.postgres-{stamp}")
+    if aside.exists():
+        raise PalacePgError(f"{aside} already exists", "wait a second and retry")
+    summary = export_palace(target, exported, progress=progress)  # verified before it returns
+    os.rename(palace, aside)
+    try:
+        os.rename(exported, palace)
+    except BaseException:
+        os.rename(aside, palace)
+        raise
+    backup = latest_backup(palace)
+    log.info("rolled back %s with PostgreSQL's writes; postgres folder kept at %s", palace, aside)
+    return {"palace": str(palace), "restored_from": "export of " + label(target),
+            "postgres_folder_kept_at": str(aside), "pre_cutover_backup_kept_at": str(backup) if backup else None,
+            "export": {k: summary[k] for k in ("collections", "kg", "files_beside", "rejected_rows_not_exported",
+                                               "timings")},
+            "verification": summary["verification"]}
 
 
 def cutover_with_sync(options, progress=None) -> dict:

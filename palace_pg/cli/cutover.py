@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from .present import add_target, print_json
@@ -48,14 +49,20 @@ def cmd_rollback(args) -> int:
     if not args.yes:
         print("rollback renames folders back; rerun with --yes to confirm", file=sys.stderr)
         return 2
-    result = rollback(args.palace)
+    from .migration import progress_for
+
+    with progress_for(args) if args.with_writes else contextlib.nullcontext(None) as lines:
+        result = rollback(args.palace, with_writes=args.with_writes, dsn=args.dsn, progress=lines)
     if args.json:
         print_json(result)
         return 0
     print(f"rolled back {result['palace']}: the Chroma palace is back in place\n"
           f"  restored from {result['restored_from']}\n"
           f"  the PostgreSQL-side folder (palace_pg.json) is kept at {result['postgres_folder_kept_at']}\n"
-          "  writes made on PostgreSQL since the cutover stay only in PostgreSQL")
+          + (f"  the pre-cutover Chroma palace is kept at {result.get('pre_cutover_backup_kept_at')}\n"
+             "  every row, vector bit and KG column of the export was verified against PostgreSQL"
+             if args.with_writes else "  writes made on PostgreSQL since the cutover stay only in PostgreSQL "
+             "(roll back with --with-writes to keep them)"))
     return 0
 
 
@@ -71,8 +78,13 @@ def register(sub) -> None:
     co.add_argument("--json", action="store_true", help="print the result as JSON")
     co.set_defaults(func=cmd_cutover)
 
-    rb = sub.add_parser("rollback", help="undo the cutover (renames only)")
+    rb = sub.add_parser("rollback", help="undo the cutover (renames; --with-writes exports PostgreSQL's palace first)")
     rb.add_argument("--palace", required=True)
+    rb.add_argument("--with-writes", action="store_true",
+                    help="export what PostgreSQL holds now (writes since the cutover included) to Chroma, verify it "
+                         "and put it in place; the pre-cutover backup and the database are kept")
+    add_target(rb)
+    rb.add_argument("--no-progress", action="store_true")
     rb.add_argument("--yes", action="store_true")
     rb.add_argument("--json", action="store_true", help="print the result as JSON")
     rb.set_defaults(func=cmd_rollback)

@@ -227,14 +227,19 @@ class VerifyPhase(Phase):
         out = {}
         for kind, source_rows, target_rows in (("entity", src_entities, read_entities(ctx.conn)),
                                                ("triple", src_triples, read_triples(ctx.conn))):
-            diff = diff_rows(source_rows, target_rows)
-            differences.extend({"kind": f"kg_{kind}_missing", "id": rid} for rid in diff.missing)
-            differences.extend({"kind": f"kg_{kind}_extra", "id": rid} for rid in diff.extra)
-            differences.extend({"kind": f"kg_{kind}_column", "id": rid, "column": col, "source": a, "target": b}
-                               for rid, col, a, b in diff.columns)
+            differences += kg_differences(kind, source_rows, target_rows)
             out[f"{kind}_source"] = len(source_rows)
             out[f"{kind}_target"] = len(target_rows)
         return out
+
+
+def kg_differences(kind: str, want_rows: list[dict], got_rows: list[dict], labels=("source", "target")) -> list[dict]:
+    """Every missing, extra or different KG row (every column of ``want_rows``, type-strict), by id."""
+    diff = diff_rows(want_rows, got_rows)
+    return ([{"kind": f"kg_{kind}_missing", "id": rid} for rid in diff.missing]
+            + [{"kind": f"kg_{kind}_extra", "id": rid} for rid in diff.extra]
+            + [{"kind": f"kg_{kind}_column", "id": rid, "column": col, labels[0]: a, labels[1]: b}
+               for rid, col, a, b in diff.columns])
 
 
 def _summary(report: dict) -> dict:

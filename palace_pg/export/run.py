@@ -1,0 +1,113 @@
+"""``export_palace``: write the palace a target database holds as a MemPalace 3.11 Chroma palace.
+
+The palace is built in ``OUT.partial`` (a folder holding this module's claim
+file, so a rerun after a crash may remove it and start again) and renamed to
+``OUT`` only once the read-back verification passed; ``OUT`` itself is never
+overwritten.  Files beside the palace (hallways.json, tunnels.json) are written
+after the rename, and only where none exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..errors import PalacePgError
+from ..phases.base import ProgressEvent
+from .chroma_out import ChromaPalaceWriter, embedding_function_for
+from .files_out import write_beside, write_inside
+from .kg_out import write_kg
+from .snapshot import TargetSnapshot
+from .verify import Expected, ExpectedCollection, check_palace
+
+log = logging.getLogger(__name__)
+
+PARTIAL_SUFFIX = ".partial"
+CLAIM = ".palace_pg-export-in-progress"
+
+
+def _prepare_partial(out: Path) -> Path:
+    if out.exists():
+        raise PalacePgError(f"{out} already exists; an export never overwrites a folder",
+                            "pass a new --to path, or move the existing folder away first")
+    if not out.parent.is_dir():
+        raise PalacePgError(f"{out.parent} does not exist", "create the parent folder first")
+    partial = out.with_name(out.name + PARTIAL_SUFFIX)
+    if partial.exists():
+        if not (partial / CLAIM).is_file():
+            raise PalacePgError(f"{partial} exists and was not made by an export",
+                                "move it away; the export builds its palace there")
+        log.info("removing the unfinished export at %s", partial)
+        shutil.rmtree(partial)
+    partial.mkdir(mode=0o700)  # as ChromaBackend.get_collection(create=True) leaves a new palace
+    (partial / CLAIM).write_text(dt.datetime.now(dt.timezone.utc).isoformat())
+    return partial
+
+
+def export_palace(dsn: str | None, out: str | os.PathLike, *, progress: Callable[[ProgressEvent], None] | None = None,
+                  verify: bool = True, strict_vectors: bool = False, store_factory=None) -> dict:
+    """Export the target's palace to ``out`` and verify it; returns a summary.
+
+    ``strict_vectors``: fail on vectors Chroma renormalises (see ``verify``), not only report them.
+    """
+    started = time.monotonic()
+    emit = _safe(progress)
+    out = Path(out).expanduser().resolve()
+    partial = _prepare_partial(out)
+    timings: dict[str, float] = {}
+    with TargetSnapshot.open(dsn, store_factory=store_factory) as snap:
+        source_db = snap.conn.info.dsn
+        collections = snap.collections()
+        embedder = snap.meta("embedder") or {}
+        expected = Expected(entities=snap.kg_rows("entities"), triples=snap.kg_rows("triples"), files=snap.files())
+        rejected = snap.rejected()
+        writer = ChromaPalaceWriter(partial)
+        try:
+            for coll in collections:
+                exp = expected.collections[coll.name] = ExpectedCollection(coll)
+                identity = embedder.get(coll.name) or {}
+                chroma = writer.create(coll.name, coll.metadata,
+                                       embedding_function_for(identity.get("model_name"), coll.dimension))
+                done = 0
+                emit(ProgressEvent("export", coll.name, 0, coll.count))
+                for page in snap.pages(coll, page=writer.max_batch):
+                    writer.add(chroma, page.ids, page.documents, page.metadatas, page.embeddings)
+                    exp.add_page(page.ids, page.documents, page.metadatas, page.embeddings,
+                                 strict_vectors=strict_vectors)
+                    done += len(page.ids)
+                    emit(ProgressEvent("export", coll.name, done, coll.count))
+        finally:
+            writer.close()
+    timings["collections_s"] = time.monotonic() - started
+    kg = write_kg(partial, expected.entities, expected.triples)
+    inside = write_inside(partial, expected.files)
+    timings["kg_files_s"] = time.monotonic() - started - timings["collections_s"]
+    report = None
+    if verify:
+        step = time.monotonic()
+        report = check_palace(partial, expected, progress=emit)
+        timings["verify_s"] = time.monotonic() - step
+    (partial / CLAIM).unlink()  # last: a failed verification leaves a partial a rerun may remove
+    os.rename(partial, out)
+    beside = write_beside(out, expected.files)
+    timings["total_s"] = time.monotonic() - started
+    log.info("exported %s to %s in %.1f s", source_db, out, timings["total_s"])
+    return {"palace": str(out), "collections": {c.name: c.count for c in collections}, "kg": kg,
+            "files_inside": inside, "files_beside": beside, "rejected_rows_not_exported": rejected,
+            "verification": report, "timings": {k: round(v, 2) for k, v in timings.items()}}
+
+
+def _safe(progress):
+    def emit(event: ProgressEvent) -> None:
+        if progress is None:
+            return
+        try:
+            progress(event)
+        except Exception:  # a broken display must never break an export
+            log.exception("progress callback failed")
+    return emit

@@ -1,0 +1,201 @@
+"""The exported palace read back two ways and compared with the database, row by row.
+
+What the database holds (``Expected``) is taken from the same snapshot the export
+wrote from: per collection, each row's document and typed-metadata digests and
+the sha256 of the exact float32 bytes Chroma must return (``digests.chroma_returns``);
+the collection's dimension and metadata; every KG row with every column and
+rowid; every carried file's sha256.  The palace is then read
+
+* directly from its files (``source.chroma_direct.DirectReader``, the migration's
+  reader: chroma.sqlite3 plus the HNSW segment, chromadb for a queue tail), and
+* through chromadb's own ``get()``,
+
+and the KG through sqlite.  Any difference fails with ``VerificationFailed``.
+Rows whose vectors Chroma renormalised (a last-bit change Chroma makes to any
+cosine vector that is not a fixed point) are predicted exactly, counted and
+reported; with ``strict_vectors`` they fail too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..errors import VerificationFailed
+from ..phases.base import ProgressEvent
+from ..phases.verify_phase import MAX_LISTED, _same, kg_differences
+from ..source.chroma_direct import DirectReader
+from ..source.chroma_reader import read_collection_facts
+from ..source.kg_reader import read_kg
+from .digests import changed_rows, chroma_returns, row_digests
+from .files_out import PALACE_PREFIX
+from .kg_out import KG_FILENAME
+from .snapshot import TargetCollection, TargetSnapshot
+
+log = logging.getLogger(__name__)
+
+READ_PAGE = 5000  # below chromadb's 32,766-variable limit on metadata reads
+
+
+def _vector_sha(digest: tuple) -> tuple:
+    return digest[0], digest[1], hashlib.sha256(digest[2]).digest()
+
+
+@dataclass
+class ExpectedCollection:
+    facts: TargetCollection
+    rows: dict[str, tuple] = field(default_factory=dict)  # id -> (doc sha, metadata sha, vector sha)
+    renormalised: int = 0
+
+    @property
+    def space(self) -> str | None:
+        return (self.facts.metadata or {}).get("hnsw:space", "l2")
+
+    def add_page(self, ids, documents, metadatas, vectors, *, strict_vectors: bool) -> None:
+        returned = chroma_returns(vectors, self.space)
+        changed = changed_rows(vectors, returned)
+        self.renormalised += int(changed.sum())
+        # strict: the database's own bits are expected, so a renormalised row is a difference
+        for rid, digest in row_digests(ids, documents, metadatas, vectors if strict_vectors else returned).items():
+            self.rows[rid] = _vector_sha(digest)
+
+
+@dataclass
+class Expected:
+    collections: dict[str, ExpectedCollection] = field(default_factory=dict)
+    entities: list[dict] = field(default_factory=list)
+    triples: list[dict] = field(default_factory=list)
+    files: list[tuple[str, bytes, str]] = field(default_factory=list)
+
+    @classmethod
+    def from_snapshot(cls, snap: TargetSnapshot, *, strict_vectors: bool = False,
+                      progress: Callable[[ProgressEvent], None] | None = None) -> "Expected":
+        out = cls(entities=snap.kg_rows("entities"), triples=snap.kg_rows("triples"), files=snap.files())
+        for coll in snap.collections():
+            exp = out.collections[coll.name] = ExpectedCollection(coll)
+            done = 0
+            for page in snap.pages(coll):
+                exp.add_page(page.ids, page.documents, page.metadatas, page.embeddings, strict_vectors=strict_vectors)
+                done += len(page.ids)
+                if progress:
+                    progress(ProgressEvent("verify", f"{coll.name} (database)", done, coll.count))
+        return out
+
+
+def _compare_rows(how: str, exp: ExpectedCollection, batches: Iterable, differences: list[dict],
+                  progress: Callable[[ProgressEvent], None] | None) -> int:
+    name = exp.facts.name
+    seen: set[str] = set()
+    for ids, documents, metadatas, vectors in batches:
+        for rid, got in row_digests(ids, documents, metadatas, vectors).items():
+            got = _vector_sha(got)
+            if rid in seen:
+                differences.append({"kind": "duplicate", "read": how, "collection": name, "id": rid})
+                continue
+            seen.add(rid)
+            want = exp.rows.get(rid)
+            if want is None:
+                differences.append({"kind": "extra", "read": how, "collection": name, "id": rid})
+                continue
+            for fieldname, a, b in zip(("document", "metadata", "vector"), want, got):
+                if a != b:
+                    differences.append({"kind": fieldname, "read": how, "collection": name, "id": rid})
+        if progress:
+            progress(ProgressEvent("verify", f"{name} ({how})", len(seen), len(exp.rows)))
+    for rid in sorted(exp.rows.keys() - seen)[:MAX_LISTED]:
+        differences.append({"kind": "missing", "read": how, "collection": name, "id": rid})
+    return len(seen)
+
+
+def _direct_batches(reader: DirectReader, name: str):
+    for b in reader.batches(name, batch_size=READ_PAGE):
+        yield b.ids, b.documents, b.metadatas, b.embeddings
+
+
+def _chromadb_batches(client, name: str):
+    import numpy as np
+
+    collection = client.get_collection(name, embedding_function=None)
+    total = collection.count()
+    for offset in range(0, total, READ_PAGE):
+        got = collection.get(limit=READ_PAGE, offset=offset, include=["documents", "metadatas", "embeddings"])
+        yield got["ids"], got["documents"], got["metadatas"], np.asarray(got["embeddings"], dtype=np.float32)
+
+
+def check_palace(palace: Path, expected: Expected, *, progress: Callable[[ProgressEvent], None] | None = None) -> dict:
+    """Compare a written palace with ``expected``; raises VerificationFailed on any difference."""
+    palace = Path(palace)
+    differences: list[dict] = []
+    report: dict = {"collections": {}, "kg": {}, "files": {}}
+    facts = {f.name: f for f in read_collection_facts(palace)}
+    for name in sorted(expected.collections.keys() ^ facts.keys()):
+        differences.append({"kind": "collection_missing" if name in expected.collections else "collection_extra",
+                            "collection": name})
+    for name, exp in expected.collections.items():
+        if name in facts:
+            f = facts[name]
+            if exp.facts.dimension is not None and f.dimension != exp.facts.dimension:
+                differences.append({"kind": "dimension", "collection": name, "target": exp.facts.dimension,
+                                    "palace": f.dimension})
+            if not _same(exp.facts.metadata or {}, f.metadata or {}):
+                differences.append({"kind": "collection_metadata", "collection": name,
+                                    "target": exp.facts.metadata, "palace": f.metadata})
+    present = [n for n in expected.collections if n in facts]
+    reader = DirectReader(palace, [facts[n] for n in present])
+    try:
+        direct = {n: _compare_rows("direct", expected.collections[n], _direct_batches(reader, n), differences, progress)
+                  for n in present}
+    finally:
+        reader.close()
+    from mempalace.backends.chroma import ChromaBackend, _close_client
+
+    client = ChromaBackend.make_client(str(palace))
+    try:
+        via_chromadb = {n: _compare_rows("chromadb", expected.collections[n], _chromadb_batches(client, n),
+                                         differences, progress) for n in present}
+    finally:
+        _close_client(client)
+    for name, exp in expected.collections.items():
+        report["collections"][name] = {"target_rows": len(exp.rows), "direct_rows": direct.get(name),
+                                       "chromadb_rows": via_chromadb.get(name), "renormalised_by_chroma": exp.renormalised}
+    report["kg"] = _compare_kg(palace / KG_FILENAME, expected, differences)
+    report["files"] = _compare_files(palace, expected, differences)
+    report["differences"] = len(differences)
+    if differences:
+        raise VerificationFailed(differences)
+    return report
+
+
+def _compare_kg(kg_path: Path, expected: Expected, differences: list[dict]) -> dict:
+    entities, triples = read_kg(kg_path if kg_path.is_file() else None)
+    out = {}
+    for kind, want_rows, got_rows in (("entity", expected.entities, entities), ("triple", expected.triples, triples)):
+        # every column, rowid included
+        differences += kg_differences(kind, want_rows, got_rows, labels=("target", "palace"))[:MAX_LISTED]
+        out[f"{kind}_target"] = len(want_rows)
+        out[f"{kind}_palace"] = len(got_rows)
+    return out
+
+
+def _compare_files(palace: Path, expected: Expected, differences: list[dict]) -> dict:
+    checked = 0
+    for rel, _content, sha in expected.files:
+        if not rel.startswith(PALACE_PREFIX):
+            continue  # beside/ files are written after the rename, next to the palace, when absent
+        path = palace / rel.removeprefix(PALACE_PREFIX)
+        got = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        if got != sha:
+            differences.append({"kind": "file", "path": rel, "detail": "missing" if got is None else "content differs"})
+        checked += 1
+    return {"checked": checked}
+
+
+def verify_export(dsn: str | None, palace, *, strict_vectors: bool = False, store_factory=None,
+                  progress: Callable[[ProgressEvent], None] | None = None) -> dict:
+    """Compare an exported palace with what the database holds now (one read-only snapshot)."""
+    with TargetSnapshot.open(dsn, store_factory=store_factory) as snap:
+        expected = Expected.from_snapshot(snap, strict_vectors=strict_vectors, progress=progress)
+    return check_palace(Path(palace).expanduser().resolve(), expected, progress=progress)
