@@ -26,10 +26,11 @@ from typing import Callable, Iterable
 
 from ..errors import VerificationFailed
 from ..phases.base import ProgressEvent
-from ..phases.verify_phase import MAX_LISTED, _same, kg_differences
+from ..phases.verify_phase import MAX_LISTED, kg_differences
 from ..source.chroma_direct import DirectReader
 from ..source.chroma_reader import read_collection_facts
 from ..source.kg_reader import read_kg
+from ..target_db.compare import same as _same
 from .digests import changed_rows, chroma_returns, row_digests
 from .files_out import PALACE_PREFIX
 from .kg_out import KG_FILENAME
