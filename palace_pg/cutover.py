@@ -202,6 +202,7 @@ def cutover_with_sync(options, progress=None) -> dict:
             "verify": {"differences": synced["verify"]["differences"],
                        "collections": {k: {f: v[f] for f in ("source_rows", "target_rows", "rows_compared",
                                                              "mismatched_fields")}
+                                       | {f: v.get(f) for f in ("rows_read_out", "rows_proven_in_postgresql")}
                                        for k, v in synced["verify"]["collections"].items()},
                        "kg": synced["verify"]["kg"]},
             "downtime_seconds": round(time.monotonic() - started, 2), "downtime_parts": parts}

@@ -70,8 +70,35 @@ def test_updates_upserts_and_deletes_still_in_the_queue_are_replayed(tmp_path):
     shutil.copytree(path, snapshot)
     got, want, reader = _compare(snapshot)
     assert got == want
-    assert reader.needs_chromadb("mempalace_drawers")
+    # chromadb applied documents and metadata at once: only vectors waited, replayed from the queue itself
+    assert not reader.needs_chromadb("mempalace_drawers")
     assert "mempalace_drawers" not in reader.fallbacks  # the flushed rows were still read directly
+
+
+def test_every_kind_of_queued_vector_write_replays_bit_exactly_without_chromadb(tmp_path):
+    path = tmp_path / "palace"
+    col = _client(path).create_collection("mempalace_drawers", metadata=HNSW_METADATA)
+    rng = np.random.default_rng(11)
+    ids = [f"d{i:05d}" for i in range(1300)]
+    col.add(ids=ids[:1100], embeddings=unit_vectors(1100, seed=4), documents=ids[:1100],
+            metadatas=[{"n": i} for i in range(1100)])  # flushed to the HNSW files at 1000
+    fresh = (rng.standard_normal((200, 384)) * rng.uniform(0.01, 50, (200, 1))).astype(np.float32)
+    col.add(ids=ids[3:5], embeddings=fresh[:2], documents=["ignored"] * 2)  # ADD of existing ids: ignored
+    col.update(ids=ids[10:15], embeddings=fresh[2:7])                       # new vectors, metadata kept
+    col.update(ids=ids[15:20], metadatas=[{"n": -1}] * 5)                   # metadata only: vector kept
+    col.update(ids=ids[1200:1205], embeddings=fresh[7:12])                  # UPDATE of absent ids: ignored
+    col.upsert(ids=ids[1050:1150], embeddings=fresh[12:112], documents=["u"] * 100)  # old and new ids
+    col.delete(ids=ids[30:35] + ids[1140:1145])
+    col.add(ids=ids[30:32], embeddings=fresh[112:114], documents=["again"] * 2)  # deleted, then added again
+    vectors = col.get(ids=ids[1000:1001], include=["embeddings"])  # nothing flushed the new vectors
+    del col, vectors
+    snapshot = tmp_path / "snap"
+    shutil.copytree(path, snapshot)
+    got, want, reader = _compare(snapshot)
+    assert got == want
+    assert not reader.needs_chromadb("mempalace_drawers") and not reader.fallbacks
+    raw = {rid: v.tobytes() for rid, v in zip(ids[1050:1150], fresh[12:112])}
+    assert any(raw[rid] != vec for rid, _, _, vec in got if rid in raw)  # chromadb's bits, not the raw ones
 
 
 def test_a_collection_in_another_space_falls_back_to_chromadb(tmp_path):

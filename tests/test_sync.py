@@ -166,6 +166,42 @@ def test_cutover_with_sync_stops_for_seconds_and_proves_every_row(pg_server, fre
     assert {"drawer_sync_2_0", "drawer_sync_1_0"} <= ids
 
 
+@pytest.mark.parametrize("tamper", [
+    # rows the writes below leave alone (they touch the first rows read): a sync has no reason to look at them
+    "UPDATE mempalace.drawers SET document = document || ' ' WHERE seq = 150",
+    "UPDATE mempalace.drawers SET metadata = metadata || '{\"n\": 1.0}' WHERE seq = 151",
+    "UPDATE mempalace.source_digests SET vector = sha256(vector) "
+    "WHERE collection = 'mempalace_closets' AND id = (SELECT id FROM mempalace.closets WHERE seq = 10)",
+])
+def test_the_cutovers_proofs_of_untouched_rows_still_catch_any_change(pg_server, fresh_db, tmp_path, tamper):
+    """Rows proven at the online phase 6 are proven again inside PostgreSQL at the cutover: an edit shows."""
+    from palace_pg.cutover import cutover_with_sync
+    from palace_pg.errors import VerificationFailed
+
+    palace = copy_of(generated(300, 13), tmp_path / "src")
+    engine.migrate(_opts(palace, fresh_db, tmp_path, online=True))
+    _write_through_mempalace(palace, 1)
+    with connect(fresh_db) as conn:
+        conn.execute(tamper)
+    with pytest.raises(VerificationFailed) as failed:
+        cutover_with_sync(_opts(palace, fresh_db, tmp_path))
+    assert len(failed.value.differences) == 1
+    assert not (palace / "palace_pg.json").exists()  # no cutover on a target that differs
+
+
+def test_the_cutovers_verification_reads_out_only_the_rows_the_last_sync_wrote(pg_server, fresh_db, tmp_path):
+    from palace_pg.cutover import cutover_with_sync
+
+    palace = copy_of(generated(300, 13), tmp_path / "src")
+    engine.migrate(_opts(palace, fresh_db, tmp_path, online=True))
+    _write_through_mempalace(palace, 1)
+    result = cutover_with_sync(_opts(palace, fresh_db, tmp_path))
+    drawers = result["verify"]["collections"]["mempalace_drawers"]
+    written = result["sync"]["collections"]["mempalace_drawers"]
+    assert drawers["rows_read_out"] == written["added"] + written["updated"]
+    assert drawers["rows_compared"] == drawers["target_rows"] > drawers["rows_read_out"]
+
+
 @pytest.mark.parametrize("writes", [40])
 def test_an_online_snapshot_copies_again_until_the_palace_holds_still(tmp_path, writes):
     from palace_pg.errors import SourceChanged

@@ -23,6 +23,7 @@ not differences (they are kept whole in ``mempalace.rejects``) but are listed.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 from psycopg import sql
@@ -33,7 +34,7 @@ from ..errors import VerificationFailed
 from ..faults import crash_point
 from ..metrics import ExactTopK, recall_at_k
 from ..source.chroma_reader import sqlite_ro
-from ..target_db import schema, state
+from ..target_db import row_proofs, schema, state
 from ..target_db.compare import diff_rows
 from ..target_db.loader import metadata_digest
 from .base import Phase, RunContext
@@ -99,69 +100,48 @@ class VerifyPhase(Phase):
         source_ids = source_ids_from_sqlite(src.snapshot.palace, facts.uuid)
         rejected = dict(conn.execute(sql.SQL("SELECT id, reason FROM {} WHERE collection = %s")
                                      .format(schema.qualified("rejects")), [name]).fetchall())
-        # 2. what the load read, per row (written in the same transaction as each row)
-        digests = {rid: (doc, meta, vec) for rid, doc, meta, vec in conn.execute(sql.SQL(
-            "SELECT id, document, metadata, vector FROM {} WHERE collection = %s")
-            .format(schema.qualified("source_digests")), [name])}
-        for rid in sorted(source_ids - digests.keys())[:MAX_LISTED]:
+        query_list = self._recall_queries(ctx, table, facts) if name == src.drawers_name else []
+        # 2. which rows to read out: all of them when recall needs every vector, else only those
+        #    without a standing proof (row_proofs: the rest are proven again inside PostgreSQL)
+        row_proofs.ensure_column(conn)
+        compare_ids = None if query_list else row_proofs.unproven_ids(conn, table, name)
+        read_ids = {r[0] for r in conn.execute(sql.SQL("SELECT id FROM {} WHERE collection = %s").format(
+            schema.qualified("source_digests")), [name])}
+        for rid in sorted(source_ids - read_ids)[:MAX_LISTED]:
             differences.append({"kind": "missing", "collection": name, "id": rid, "detail": "never read"})
-        for rid in sorted(digests.keys() - source_ids)[:MAX_LISTED]:
+        for rid in sorted(read_ids - source_ids)[:MAX_LISTED]:
             differences.append({"kind": "extra", "collection": name, "id": rid, "detail": "not in the source"})
         if len(source_ids) != total:
             differences.append({"kind": "count", "collection": name, "detail": "chroma.sqlite3 and chromadb disagree",
                                 "sqlite_ids": len(source_ids), "chromadb_count": total})
-        # 3. every stored row against its digest; the drawers' vectors feed the exact top-k for recall
-        query_list = self._recall_queries(ctx, table, facts) if name == src.drawers_name else []
+        # 3. the rows read out, each against its digests; the drawers' vectors feed the exact top-k for recall
         tops = [ExactTopK(qs.vectors, POOL_K) for qs in query_list]
-        topk = tops or None
-        seen = mismatched = 0
-        with conn.transaction(), conn.cursor(name=f"verify_{table}", binary=True) as cur:
-            cur.itersize = 2000
-            cur.execute(sql.SQL(
-                "SELECT id, CASE WHEN document IS NULL THEN NULL ELSE sha256(convert_to(document, 'UTF8')) END, "
-                "metadata, sha256(vector_send(embedding)), {} FROM {}").format(
-                    sql.SQL("embedding") if topk is not None else sql.SQL("NULL::vector"), schema.qualified(table)))
-            ids_batch, vec_batch = [], []
-            for rid, doc_sha, meta, vec_sha, vec in cur:
-                seen += 1
-                want = digests.pop(rid, None)
-                if want is None:
-                    differences.append({"kind": "extra", "collection": name, "id": rid})
-                    continue
-                got = (bytes(doc_sha) if doc_sha is not None else None, metadata_digest(meta),
-                       bytes(vec_sha))
-                for field, a, b in zip(("document", "metadata", "vector"), want, got):
-                    if (bytes(a) if a is not None else None) != b:
-                        mismatched += 1
-                        diff = {"kind": field, "collection": name, "id": rid}
-                        if field == "metadata":
-                            diff["target"] = meta
-                        differences.append(diff)
-                if topk is not None:
-                    ids_batch.append(rid)
-                    vec_batch.append(vec.to_numpy())
-                    if len(ids_batch) >= 5000:
-                        for top in tops:
-                            top.add(ids_batch, np.stack(vec_batch))
-                        ids_batch, vec_batch = [], []
-                if seen % 5000 == 0:
-                    crash_point("verify")
-                    ctx.emit(self.name, name, seen, total)
-            if topk is not None and ids_batch:
-                for top in tops:
-                    top.add(ids_batch, np.stack(vec_batch))
-        for rid in list(digests)[:MAX_LISTED]:
-            if rid not in rejected:
-                differences.append({"kind": "missing", "collection": name, "id": rid, "detail": "read, not stored"})
-        target_rows = seen
+        compared = self._compare_rows(ctx, table, name, total, compare_ids, tops, differences)
+        if compare_ids is None:
+            unstored = [rid for rid in read_ids if rid not in compared.seen_ids]
+            target_rows = len(compared.seen_ids)
+        else:
+            unstored = row_proofs.digests_without_row(conn, table, name)
+            target_rows = row_proofs.stored_count(conn, table)
+        for rid in [r for r in unstored if r not in rejected][:MAX_LISTED]:
+            differences.append({"kind": "missing", "collection": name, "id": rid, "detail": "read, not stored"})
         if target_rows + len(rejected) != total:
             differences.append({"kind": "count", "collection": name, "source": total, "target": target_rows,
                                 "rejected": len(rejected)})
+        # 4. proofs for the rows just compared equal in full, for the cutover's verification to stand on
+        if compare_ids is not None or ctx.options.online:
+            with conn.transaction():
+                if compare_ids is None:
+                    row_proofs.record(conn, table, name, except_ids=sorted(compared.unequal_ids))
+                else:
+                    row_proofs.record(conn, table, name, ids=sorted(compared.seen_ids - compared.unequal_ids))
         ctx.emit(self.name, name, total, total)
         out = {"source_rows": total, "target_rows": target_rows, "rejected": len(rejected),
                "rejected_rows": [{"id": k, "reason": v} for k, v in list(rejected.items())[:100]],
-               "rows_compared": seen, "mismatched_fields": mismatched}
-        if topk is not None:
+               "rows_compared": target_rows, "mismatched_fields": compared.mismatched,
+               "rows_read_out": len(compared.seen_ids),
+               "rows_proven_in_postgresql": target_rows - len(compared.seen_ids) if compare_ids is not None else 0}
+        if tops:
             out["recall"] = self._recall(ctx, table, query_list, tops, target_rows)
             # recall is a property of the index, not a loss of data: reported loudly, never a difference;
             # only where the backend searches through the index (a small collection is scanned exactly)
@@ -169,6 +149,56 @@ class VerifyPhase(Phase):
             if worst < RECALL_WARN_BELOW and out["recall"]["backend_plan"] == "hnsw":
                 out["recall"]["warning"] = (f"HNSW recall {worst} is below {RECALL_WARN_BELOW}: raise "
                                             "hnsw.ef_search (ef_per_k) or rebuild with a larger ef_construction")
+        return out
+
+    def _compare_rows(self, ctx: RunContext, table: str, name: str, total: int, ids: list[str] | None,
+                      tops: list[ExactTopK], differences: list[dict]) -> "_Compared":
+        """Every stored row (or those of ``ids``) against the digests of what was read of it."""
+        conn = ctx.conn
+        out = _Compared()
+        where = sql.SQL(" WHERE id = ANY(%s)") if ids is not None else sql.SQL("")
+        digest_where = sql.SQL(" AND id = ANY(%s)") if ids is not None else sql.SQL("")
+        args = [ids] if ids is not None else []
+        digests = {rid: (doc, meta, vec) for rid, doc, meta, vec in conn.execute(sql.SQL(
+            "SELECT id, document, metadata, vector FROM {} WHERE collection = %s").format(
+                schema.qualified("source_digests")) + digest_where, [name] + args)}
+        with conn.transaction(), conn.cursor(name=f"verify_{table}", binary=True) as cur:
+            cur.itersize = 2000
+            cur.execute(sql.SQL(
+                "SELECT id, CASE WHEN document IS NULL THEN NULL ELSE sha256(convert_to(document, 'UTF8')) END, "
+                "metadata, sha256(vector_send(embedding)), {} FROM {}").format(
+                    sql.SQL("embedding") if tops else sql.SQL("NULL::vector"), schema.qualified(table)) + where, args)
+            ids_batch, vec_batch = [], []
+            for rid, doc_sha, meta, vec_sha, vec in cur:
+                out.seen_ids.add(rid)
+                want = digests.get(rid)
+                if want is None:
+                    differences.append({"kind": "extra", "collection": name, "id": rid})
+                    out.unequal_ids.add(rid)
+                    continue
+                got = (bytes(doc_sha) if doc_sha is not None else None, metadata_digest(meta),
+                       bytes(vec_sha))
+                for field, a, b in zip(("document", "metadata", "vector"), want, got):
+                    if (bytes(a) if a is not None else None) != b:
+                        out.mismatched += 1
+                        out.unequal_ids.add(rid)
+                        diff = {"kind": field, "collection": name, "id": rid}
+                        if field == "metadata":
+                            diff["target"] = meta
+                        differences.append(diff)
+                if tops:
+                    ids_batch.append(rid)
+                    vec_batch.append(vec.to_numpy())
+                    if len(ids_batch) >= 5000:
+                        for top in tops:
+                            top.add(ids_batch, np.stack(vec_batch))
+                        ids_batch, vec_batch = [], []
+                if len(out.seen_ids) % 5000 == 0:
+                    crash_point("verify")
+                    ctx.emit(self.name, name, len(out.seen_ids), total)
+            if tops and ids_batch:
+                for top in tops:
+                    top.add(ids_batch, np.stack(vec_batch))
         return out
 
     def _recall_queries(self, ctx: RunContext, table: str, facts) -> list[query_sets.QuerySet]:
@@ -231,6 +261,13 @@ class VerifyPhase(Phase):
             out[f"{kind}_source"] = len(source_rows)
             out[f"{kind}_target"] = len(target_rows)
         return out
+
+
+@dataclass
+class _Compared:
+    seen_ids: set[str] = field(default_factory=set)     # rows read out of the table
+    unequal_ids: set[str] = field(default_factory=set)  # of those, rows that differ from their digests
+    mismatched: int = 0                                 # fields that differ
 
 
 def kg_differences(kind: str, want_rows: list[dict], got_rows: list[dict], labels=("source", "target")) -> list[dict]:

@@ -14,7 +14,10 @@ directly (``../shared/research/perf-anchors.md`` §3.1):
   this reader does the same and its vectors equal chromadb's bit for bit.
 
 Writes newer than a segment's ``max_seq_id`` exist only in ``embeddings_queue``.
-The ids they touch are read through chromadb itself (``get(ids=...)``, which
+Usually only the vector segment lags (chromadb applies documents and metadata
+at once, vectors at its HNSW flush): those vectors are replayed from the queue
+itself (:mod:`.chroma_queue`, bit-exact with chromadb's answer).  Otherwise the
+ids the queue touched are read through chromadb itself (``get(ids=...)``, which
 replays the queue exactly as MemPalace sees it), and everything else directly.
 When the files disagree with each other (HNSW/sqlite drift, a truncated
 segment, array metadata this reader does not decode) the collection is read
@@ -35,13 +38,14 @@ import sqlite3
 import struct
 from itertools import groupby
 from operator import itemgetter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from ..errors import SourceError
+from . import chroma_queue
 from .chroma_reader import MAX_PAGE, Batch, ChromaReader, CollectionFacts, TailRead, sqlite_ro
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,7 @@ class _Files:
     touched: list[str]            # ids written after a segment's max_seq_id, in the order first written
     vectors: "_Vectors | None"    # the HNSW segment's flushed vectors, or None (none needed)
     positions: dict[str, int]     # record index in data_level0.bin per untouched id
+    queued: dict[str, np.ndarray] = field(default_factory=dict)  # id -> vector replayed from the queue
 
 
 @dataclass
@@ -72,7 +77,8 @@ class _Plan:
     ids: list[str]
     tail: dict[str, tuple]        # id -> (document, metadata, vector) for ids the queue tail touched
     vectors: "_Vectors | None"
-    positions: np.ndarray         # record index in data_level0.bin per row (-1: from the tail)
+    positions: np.ndarray         # record index in data_level0.bin per row (-1: from the tail or the queue)
+    queued: dict[str, np.ndarray] = field(default_factory=dict)  # id -> vector replayed from the queue
     index: dict[str, int] | None = None  # row per id, built on the first lookup by id
 
 
@@ -183,7 +189,8 @@ class DirectReader:
             if direct.any():
                 vectors[direct] = plan.vectors.read(pos[direct])
             for j in np.flatnonzero(~direct):
-                vectors[j] = plan.tail[ids[j]][2]
+                queued = plan.queued.get(ids[j])
+                vectors[j] = queued if queued is not None else plan.tail[ids[j]][2]
         else:
             vectors = np.zeros((len(ids), 0), np.float32)
         return Batch(int(rows[0]) if len(rows) else 0, ids, documents, metadatas, vectors)
@@ -243,16 +250,49 @@ class DirectReader:
                 [f"%/{facts.uuid}", min(meta_max, vec_max)])))
             stored = db.execute("SELECT id, embedding_id FROM embeddings WHERE segment_id = ? ORDER BY id",
                                 [meta_seg]).fetchall()
+            # the usual tail: documents and metadata applied, only the vectors waiting for the HNSW flush
+            vector_writes = (chroma_queue.queued_writes(db, facts.uuid, vec_max)
+                             if touched and space == "cosine" and meta_max >= vec_max else None)
         finally:
             db.close()
         if len(touched) > MAX_TAIL_IDS:
             raise _Fallback(f"{len(touched)} ids only in the write queue")
+        if vector_writes is not None and vector_writes and vector_writes[-1][0] > meta_max:
+            vector_writes = None  # the metadata segment lags too: chromadb replays those ids
         touched_set = set(touched)
         direct_ids = [eid for _, eid in stored if eid not in touched_set]
         if direct_ids and space != "cosine":
             raise _Fallback(f"a {space!r} space (only cosine's stored form is decoded here)")
-        vectors, positions = self._map_vectors(facts, vec_seg, direct_ids)
-        return _Files(stored, touched, vectors, dict(zip(direct_ids, positions.tolist())))
+        # the HNSW files hold nothing a queued id could keep until the segment first persisted
+        optional = touched if vector_writes is not None and vec_max > 0 else []
+        vectors, positions, touched_positions = self._map_vectors(facts, vec_seg, direct_ids, optional)
+        touched_positions = touched_positions if optional else np.full(len(touched), -1, dtype=np.int64)
+        files = _Files(stored, touched, vectors, dict(zip(direct_ids, positions.tolist())))
+        if vector_writes is not None:
+            self._replay_queue(facts, files, vector_writes, dict(zip(touched, touched_positions.tolist())))
+        return files
+
+    def _replay_queue(self, facts: CollectionFacts, files: _Files, writes: list[tuple],
+                      in_file: dict[str, int]) -> None:
+        """Take the touched ids' vectors from the queue itself (palace_pg.source.chroma_queue), if it can be exact.
+
+        It can when the replay knows every write and agrees with the metadata segment on which ids
+        exist; otherwise ``files.touched`` stays as it is and chromadb reads those ids.
+        """
+        final = chroma_queue.replay(writes, {rid for rid, pos in in_file.items() if pos >= 0}, facts.dimension or 0)
+        live = {eid for _, eid in files.stored}
+        if final is None or any((final.get(rid, chroma_queue.IN_FILE if in_file[rid] >= 0 else None) is not None)
+                                != (rid in live) for rid in files.touched):
+            log.info("the write queue of %s is replayed through chromadb (outside the known rules)", facts.name)
+            return
+        replayed = [rid for rid in files.touched if rid in live and isinstance(final.get(rid), np.ndarray)]
+        if replayed:
+            vectors = chroma_queue.as_chromadb_returns(np.stack([final[rid] for rid in replayed]))
+            files.queued = dict(zip(replayed, vectors))
+        for rid in files.touched:
+            if rid in live and rid not in files.queued:
+                files.positions[rid] = in_file[rid]  # its last vector write is already in the HNSW files
+        files.touched = []
 
     def _compose(self, name: str, files: _Files) -> _Plan:
         """The row order: the metadata segment's, queued deletes dropped, queue-only ids appended."""
@@ -264,6 +304,8 @@ class DirectReader:
                 if eid not in tail:
                     continue  # deleted by a queued write
                 positions.append(-1)
+            elif eid in files.queued:
+                positions.append(-1)
             else:
                 positions.append(files.positions[eid])
             ids.append(eid)
@@ -274,7 +316,8 @@ class DirectReader:
                 ids.append(eid)
                 keys.append(-1)
                 positions.append(-1)
-        return _Plan(np.asarray(keys, dtype=np.int64), ids, tail, files.vectors, np.asarray(positions, dtype=np.int64))
+        return _Plan(np.asarray(keys, dtype=np.int64), ids, tail, files.vectors, np.asarray(positions, dtype=np.int64),
+                     files.queued)
 
     def prefetch(self) -> None:
         """Start reading every queue tail now, in the background (a chromadb process takes seconds to start)."""
@@ -288,10 +331,15 @@ class DirectReader:
         pending = self._tails.pop(name, None)
         return (pending or TailRead(self.palace, name, ids)).result()
 
-    def _map_vectors(self, facts: CollectionFacts, vec_seg: str, ids: list[str]):
-        """(the segment's vectors, record index per id) from the HNSW segment files."""
-        if not ids:
-            return None, np.zeros(0, dtype=np.int64)
+    def _map_vectors(self, facts: CollectionFacts, vec_seg: str, ids: list[str], optional: list[str] = ()):
+        """(the segment's vectors, record index per id, record index or -1 per ``optional`` id).
+
+        Every id of ``ids`` must be in the HNSW files (else the files have drifted from
+        sqlite: a fallback); an ``optional`` id may be absent or delete-marked (-1).
+        """
+        none = np.zeros(0, dtype=np.int64)
+        if not ids and not optional:
+            return None, none, none
         seg_dir = self.palace / vec_seg
         try:
             header = _HEADER.unpack((seg_dir / "header.bin").read_bytes()[:_HEADER.size])
@@ -313,16 +361,27 @@ class DirectReader:
         labels = label_bytes.view("<u8").ravel()
         order = np.argsort(labels, kind="stable")
         sorted_labels = labels[order]
-        wanted = np.fromiter((id_to_label.get(rid, -1) for rid in ids), dtype=np.int64, count=len(ids))
-        if (wanted < 0).any():
+
+        def positions(wanted_ids) -> tuple[np.ndarray, np.ndarray]:
+            """Record index per id (-1: not in the files) and whether hnswlib marked it deleted."""
+            wanted = np.fromiter((id_to_label.get(rid, -1) for rid in wanted_ids), dtype=np.int64,
+                                 count=len(wanted_ids))
+            pos = np.full(len(wanted), -1, dtype=np.int64)
+            if count:
+                at = np.minimum(np.searchsorted(sorted_labels, wanted.astype(np.uint64)), count - 1)
+                hit = (wanted >= 0) & (sorted_labels[at] == wanted.astype(np.uint64))
+                pos[hit] = order[at[hit]]
+            deleted = np.zeros(len(pos), dtype=bool)
+            deleted[pos >= 0] = (link_headers[pos[pos >= 0], 2] & _DELETE_MARK) != 0  # byte 2 of the link header
+            return pos, deleted
+
+        pos, deleted = positions(ids)
+        if (pos < 0).any():
             raise _Fallback("ids in chroma.sqlite3 that the HNSW segment does not hold (drift)")
-        at = np.searchsorted(sorted_labels, wanted.astype(np.uint64))
-        if (at >= count).any() or (sorted_labels[np.minimum(at, count - 1)] != wanted.astype(np.uint64)).any():
-            raise _Fallback("labels missing from data_level0.bin (drift)")
-        pos = order[at]
-        if (link_headers[pos, 2] & _DELETE_MARK).any():  # byte 2 of the level-0 link header
+        if deleted.any():
             raise _Fallback("ids in chroma.sqlite3 whose HNSW element is marked deleted (drift)")
-        return records, pos
+        extra, extra_deleted = positions(list(optional))
+        return records, pos, np.where(extra_deleted, -1, extra)
 
 
 class _Vectors:

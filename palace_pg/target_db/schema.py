@@ -110,6 +110,7 @@ BASE_DDL = [
         document bytea,           -- sha256 of the UTF-8 document (NULL when none)
         metadata bytea,           -- sha256 of the type-strict canonical JSON (NULL when none)
         vector bytea NOT NULL,    -- sha256 of pgvector's binary form of the float32 vector
+        proven bytea,             -- set once verification proved the stored row equal (row_proofs.py)
         PRIMARY KEY (collection, id))""").format(qualified("source_digests")),
     sql.SQL("""CREATE TABLE IF NOT EXISTS {} (
         path text PRIMARY KEY,
