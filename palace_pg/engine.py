@@ -180,6 +180,7 @@ def sync(options: MigrationOptions, progress: ProgressFn | None = None, *, verif
         ctx.emit("sync", "", 0, 1, "catching up")
         result = sync_target(conn, src, batch_size=options.batch_size,
                              emit=lambda unit, done, total: ctx.emit("sync", unit, done, total))
+        ctx.kg_proof = result.pop("kg_proof", None)  # lets phase 6 read back only the KG rows written
         ctx.emit("sync", "", 1, 1, "done")
         summary = {"status": "synced" if result["wrote"] else "unchanged", "run_id": str(ctx.run_id),
                    "source_fingerprint": src.snapshot.fingerprint, "snapshot_passes": src.snapshot.passes,

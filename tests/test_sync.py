@@ -200,6 +200,9 @@ def test_the_cutovers_verification_reads_out_only_the_rows_the_last_sync_wrote(p
     written = result["sync"]["collections"]["mempalace_drawers"]
     assert drawers["rows_read_out"] == written["added"] + written["updated"]
     assert drawers["rows_compared"] == drawers["target_rows"] > drawers["rows_read_out"]
+    kg, kg_written = result["verify"]["kg"], result["sync"]["kg"]
+    assert kg["triple_read_back"] == kg_written["triples_added"] + kg_written["triples_changed"] > 0
+    assert kg["entity_target"] == kg["entity_source"] and kg["triple_target"] == kg["triple_source"]
 
 
 @pytest.mark.parametrize("writes", [40])

@@ -198,24 +198,36 @@ class _Clock:
 # ── full reads (verification) ─────────────────────────────────────────────────
 
 
-def _all_props(conn: psycopg.Connection, label: str) -> Iterator[dict]:
+def _all_props(conn: psycopg.Connection, label: str, ids: list[str] | None = None) -> Iterator[dict]:
+    """Every vertex's or edge's properties of ``label`` (only those with these ids: one probe of the id btree)."""
+    where, args = (sql.SQL(" WHERE {} = ANY(%s::text[]::ag_catalog.agtype[])").format(_prop("id")),
+                   [[_dumps(k) for k in ids]]) if ids is not None else (sql.SQL(""), [])
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT properties::json FROM {}").format(_label_table(label)))
+        cur.execute(sql.SQL("SELECT properties::json FROM {}").format(_label_table(label)) + where, args)
         for (props,) in cur:
             yield props
 
 
-def read_entities(conn: psycopg.Connection) -> list[dict]:
-    """Every entity row (placeholders excluded) as sqlite returns it, plus ``rowid``; ordered by id."""
+def read_entities(conn: psycopg.Connection, ids: list[str] | None = None) -> list[dict]:
+    """Every entity row (or those of ``ids``; placeholders excluded) as sqlite returns it, plus ``rowid``; by id."""
     if not graph_exists(conn):
         return []
-    rows = [_row(p, ENTITY_COLUMNS) for p in _all_props(conn, ENTITY_LABEL) if not p.get("placeholder")]
+    rows = [_row(p, ENTITY_COLUMNS) for p in _all_props(conn, ENTITY_LABEL, ids) if not p.get("placeholder")]
     return sorted(rows, key=lambda r: r["id"])
 
 
-def read_triples(conn: psycopg.Connection) -> list[dict]:
-    """Every triple row as sqlite returns it, plus ``rowid``; ordered by id."""
+def read_triples(conn: psycopg.Connection, ids: list[str] | None = None) -> list[dict]:
+    """Every triple row (or those of ``ids``) as sqlite returns it, plus ``rowid``; ordered by id."""
     if not graph_exists(conn):
         return []
-    return sorted((_row(p, TRIPLE_COLUMNS) for p in _all_props(conn, EDGE_LABEL)), key=lambda r: r["id"])
+    return sorted((_row(p, TRIPLE_COLUMNS) for p in _all_props(conn, EDGE_LABEL, ids)), key=lambda r: r["id"])
 
+
+def count_rows(conn: psycopg.Connection) -> tuple[int, int]:
+    """(entities, triples) the graph holds; placeholder vertices are not entities."""
+    if not graph_exists(conn):
+        return 0, 0
+    entities = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(
+        _label_table(ENTITY_LABEL), _prop("placeholder"))).fetchone()[0]
+    triples = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_label_table(EDGE_LABEL))).fetchone()[0]
+    return entities, triples

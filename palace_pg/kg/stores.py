@@ -114,13 +114,19 @@ def bulk_load(conn: psycopg.Connection, entities, triples, *, store: str | None 
     return _modules(store or resolve(conn))[1].bulk_load(conn, entities, triples)
 
 
-def read_entities(conn: psycopg.Connection, *, store: str | None = None) -> list[dict]:
-    """Every entity row as sqlite returns it, plus ``rowid``, ordered by id; [] when there is no graph."""
+def read_entities(conn: psycopg.Connection, *, store: str | None = None, ids: list[str] | None = None) -> list[dict]:
+    """Every entity row (or those of ``ids``) as sqlite returns it, plus ``rowid``, ordered by id; [] without a graph."""
     store = store or held(conn)
-    return _modules(store)[1].read_entities(conn) if store else []
+    return _modules(store)[1].read_entities(conn, ids) if store else []
 
 
-def read_triples(conn: psycopg.Connection, *, store: str | None = None) -> list[dict]:
-    """Every triple row as sqlite returns it, plus ``rowid``, ordered by id; [] when there is no graph."""
+def read_triples(conn: psycopg.Connection, *, store: str | None = None, ids: list[str] | None = None) -> list[dict]:
+    """Every triple row (or those of ``ids``) as sqlite returns it, plus ``rowid``, ordered by id; [] without a graph."""
     store = store or held(conn)
-    return _modules(store)[1].read_triples(conn) if store else []
+    return _modules(store)[1].read_triples(conn, ids) if store else []
+
+
+def count_rows(conn: psycopg.Connection, *, store: str | None = None) -> tuple[int, int]:
+    """(entities, triples) the database's KG holds."""
+    store = store or held(conn)
+    return _modules(store)[1].count_rows(conn) if store else (0, 0)

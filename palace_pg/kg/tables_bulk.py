@@ -164,21 +164,30 @@ def bulk_load(conn: psycopg.Connection, entities: Iterable[dict], triples: Itera
     return counts
 
 
-def _read(conn: psycopg.Connection, table: str) -> list[dict]:
+def _read(conn: psycopg.Connection, table: str, ids: list[str] | None = None) -> list[dict]:
     if not tables_exist(conn):
         return []
     target, decode = (ENTITIES, entity_row) if table == "entities" else (TRIPLES, triple_row)
+    where, args = (sql.SQL(" WHERE id = ANY(%s)"), [list(ids)]) if ids is not None else (sql.SQL(""), [])
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT {} FROM {} ORDER BY id").format(columns(table), target))
+        cur.execute(sql.SQL("SELECT {} FROM {}").format(columns(table), target) + where + sql.SQL(" ORDER BY id"),
+                    args)
         return [decode(r) for r in cur]
 
 
-def read_entities(conn: psycopg.Connection) -> list[dict]:
-    """Every entity row as sqlite returns it, plus ``rowid``; ordered by id (bytewise)."""
-    return _read(conn, "entities")
+def read_entities(conn: psycopg.Connection, ids: list[str] | None = None) -> list[dict]:
+    """Every entity row (or those of ``ids``) as sqlite returns it, plus ``rowid``; ordered by id (bytewise)."""
+    return _read(conn, "entities", ids)
 
 
-def read_triples(conn: psycopg.Connection) -> list[dict]:
-    """Every triple row as sqlite returns it, plus ``rowid``; ordered by id (bytewise)."""
-    return _read(conn, "triples")
+def read_triples(conn: psycopg.Connection, ids: list[str] | None = None) -> list[dict]:
+    """Every triple row (or those of ``ids``) as sqlite returns it, plus ``rowid``; ordered by id (bytewise)."""
+    return _read(conn, "triples", ids)
 
+
+def count_rows(conn: psycopg.Connection) -> tuple[int, int]:
+    """(entities, triples) the tables hold."""
+    if not tables_exist(conn):
+        return 0, 0
+    return tuple(conn.execute(sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
+        ENTITIES, TRIPLES)).fetchone())

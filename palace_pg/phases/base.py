@@ -68,6 +68,8 @@ class RunContext:
     results: dict = field(default_factory=dict)
     # set by the runner: writes the phase's "done" row inside the caller's transaction
     mark_phase_done: Callable[[dict], None] | None = None
+    # set by a sync that compared the whole KG under this run's lock (palace_pg.sync.kg.KgProof)
+    kg_proof: object | None = None
 
     def emit(self, phase: str, unit: str, done: int, total: int | None, message: str = "") -> None:
         try:

@@ -12,12 +12,27 @@ means the sqlite file was edited behind MemPalace's back: refused, not guessed.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import psycopg
 
 from ..errors import PalacePgError
 from ..faults import crash_point
 from ..target_db.compare import diff_rows
+
+
+@dataclass(frozen=True)
+class KgProof:
+    """What a sync established about the target's KG: every row but the written ones compared equal.
+
+    The comparison covered every row and column of both sides, type-strict, before the writes; so
+    a verification in the same run (the same lock: nothing else writes the target) proves the whole
+    KG by reading back only the rows written and checking the counts.
+    """
+    entities: int                   # the source's rows, all of which the target now holds
+    triples: int
+    written_entities: tuple[str, ...]
+    written_triples: tuple[str, ...]
 
 
 def _store(conn: psycopg.Connection):
@@ -35,7 +50,7 @@ def _target_rows(conn: psycopg.Connection) -> tuple[list[dict], list[dict]]:
     return stores.read_entities(conn), stores.read_triples(conn)
 
 
-def sync_kg(conn: psycopg.Connection, entities: list[dict], triples: list[dict]) -> dict:
+def sync_kg(conn: psycopg.Connection, entities: list[dict], triples: list[dict]) -> tuple[dict, KgProof]:
     started = time.monotonic()
     target_entities, target_triples = _target_rows(conn)
     read_seconds = round(time.monotonic() - started, 2)
@@ -49,8 +64,10 @@ def sync_kg(conn: psycopg.Connection, entities: list[dict], triples: list[dict])
     out = {"entities_added": len(e_diff.missing), "entities_changed": len(e_diff.changed_ids),
            "triples_added": len(t_diff.missing), "triples_changed": len(t_diff.changed_ids)}
     out["seconds"] = {"read_target": read_seconds, "compare": round(time.monotonic() - started - read_seconds, 2)}
+    proof = KgProof(len(entities), len(triples), tuple(e_diff.missing + e_diff.changed_ids),
+                    tuple(t_diff.missing + t_diff.changed_ids))
     if not any(v for k, v in out.items() if k != "seconds"):
-        return out
+        return out, proof
     t0 = time.monotonic()
     with conn.transaction():
         store = _store(conn)
@@ -60,4 +77,4 @@ def sync_kg(conn: psycopg.Connection, entities: list[dict], triples: list[dict])
             store.put_triple(by_id["triples"][rid])
         crash_point("sync")
     out["seconds"]["write"] = round(time.monotonic() - t0, 2)
-    return out
+    return out, proof

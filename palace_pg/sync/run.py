@@ -36,7 +36,10 @@ def _is_kg_file(rel: str) -> bool:
 
 
 def sync_target(conn: psycopg.Connection, src: SourcePalace, *, batch_size: int = 5000, emit=lambda *a: None) -> dict:
-    """Apply the palace's changes to ``conn``'s target (autocommit: each block commits whole)."""
+    """Apply the palace's changes to ``conn``'s target (autocommit: each block commits whole).
+
+    ``kg_proof`` in the result (a :class:`~palace_pg.sync.kg.KgProof`, not for JSON) when the KG was compared.
+    """
     started = time.monotonic()
     manifest = src.snapshot.manifest()["files"]
     changed = _changed_files(state.get_meta(conn, "source_manifest") or {}, manifest)
@@ -76,7 +79,7 @@ def sync_target(conn: psycopg.Connection, src: SourcePalace, *, batch_size: int 
         part("collections")
     if any(_is_kg_file(rel) for rel in changed):
         entities, triples = src.kg()
-        out["kg"] = sync_kg(conn, entities, triples)
+        out["kg"], out["kg_proof"] = sync_kg(conn, entities, triples)
         part("kg")
     carried, _left = src.carried_files()
     carried_rels = {rel for rel, _ in carried}
