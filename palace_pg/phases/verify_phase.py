@@ -105,6 +105,9 @@ class VerifyPhase(Phase):
         #    without a standing proof (row_proofs: the rest are proven again inside PostgreSQL)
         row_proofs.ensure_column(conn)
         compare_ids = None if query_list else row_proofs.unproven_ids(conn, table, name)
+        if compare_ids is not None and len(compare_ids) > total // 2:
+            compare_ids = None  # most rows unproven (a target older than proofs): one sequential pass is cheaper
+        record_proofs = not query_list or ctx.options.online
         read_ids = {r[0] for r in conn.execute(sql.SQL("SELECT id FROM {} WHERE collection = %s").format(
             schema.qualified("source_digests")), [name])}
         for rid in sorted(source_ids - read_ids)[:MAX_LISTED]:
@@ -129,7 +132,7 @@ class VerifyPhase(Phase):
             differences.append({"kind": "count", "collection": name, "source": total, "target": target_rows,
                                 "rejected": len(rejected)})
         # 4. proofs for the rows just compared equal in full, for the cutover's verification to stand on
-        if compare_ids is not None or ctx.options.online:
+        if record_proofs:
             with conn.transaction():
                 if compare_ids is None:
                     row_proofs.record(conn, table, name, except_ids=sorted(compared.unequal_ids))
