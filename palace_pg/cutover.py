@@ -56,8 +56,14 @@ def _stamp(now: dt.datetime | None = None) -> str:
     return (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
 
 
-def cutover(palace: str | os.PathLike, dsn: str | None = None, *, now: dt.datetime | None = None) -> dict:
-    """Move the Chroma palace aside and leave a palace_pg palace in its place.  Returns what was done."""
+def cutover(palace: str | os.PathLike, dsn: str | None = None, *, now: dt.datetime | None = None,
+            settled: dict[str, tuple] | None = None) -> dict:
+    """Move the Chroma palace aside and leave a palace_pg palace in its place.  Returns what was done.
+
+    Every file of the palace must hash as the target's manifest records; ``settled`` (taken with
+    writers stopped, before the snapshot behind that manifest) spares re-reading the files whose
+    status has not changed since (:func:`palace_pg.source.snapshot.settled_files`).
+    """
     palace = Path(palace).expanduser().resolve()
     if has_marker(palace):
         raise PalacePgError(f"{palace} is already cut over (it holds {MARKER_NAME})", "nothing to do")
@@ -77,8 +83,8 @@ def cutover(palace: str | os.PathLike, dsn: str | None = None, *, now: dt.dateti
                                 "(one database holds one palace); nothing was changed")
         recorded = state.get_meta(conn, "source_manifest") or {}
 
-        current = hash_palace(palace, resolve_kg_path(palace))
         want = {rel: info["sha256"] for rel, info in recorded.items()}
+        current = hash_palace(palace, resolve_kg_path(palace), settled=settled, known=want)
         if current != want:
             changed = sorted(set(current.items()) ^ set(want.items()))
             raise PalacePgError(
@@ -184,7 +190,9 @@ def cutover_with_sync(options, progress=None) -> dict:
     3. phase 6 against this final snapshot: counts and id sets from chroma.sqlite3, every stored
        row's document, metadata and vector digest against what was read of it, every KG column
        (recall is left to the online migration's phase 6: the index is the same one, kept valid);
-    4. the cutover's renames, after hashing every file of the palace against the final manifest.
+    4. the cutover's renames, after checking every file of the palace against the final manifest:
+       a file whose size, mtime, ctime and inode are those it had before the snapshot (and that had
+       been still for RACY_SECONDS then) holds the bytes the snapshot hashed; any other is hashed again.
     Returns the cutover's result with ``downtime_seconds`` (1–4, from the call) and its parts.
     """
     import dataclasses
@@ -192,11 +200,16 @@ def cutover_with_sync(options, progress=None) -> dict:
 
     from . import engine
 
+    from .source.kg_reader import resolve_kg_path
+    from .source.snapshot import settled_files
+
     started = time.monotonic()
+    palace = Path(options.palace).expanduser().resolve()
+    settled = settled_files(palace, resolve_kg_path(palace))  # before the snapshot: what it hashes still holds
     final = dataclasses.replace(options, online=False, recall_queries=0)
     synced = engine.sync(final, progress, verify=True)
     renamed_at = time.monotonic()
-    result = cutover(options.palace, options.dsn)
+    result = cutover(options.palace, options.dsn, settled=settled)
     parts = {**synced["seconds"], "rename": round(time.monotonic() - renamed_at, 2)}
     return {**result, "sync": {k: synced.get(k) for k in ("status", "collections", "kg", "carried_files", "parts")},
             "verify": {"differences": synced["verify"]["differences"],

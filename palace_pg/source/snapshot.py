@@ -118,9 +118,41 @@ def _is_inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def hash_palace(palace: Path, kg_path: Path | None = None) -> dict[str, str]:
-    """relpath → sha256 of every file of the palace, without copying (for 'source untouched' checks)."""
-    return {rel: _sha256_of(path) for rel, path in source_files(palace, kg_path)}
+def hash_palace(palace: Path, kg_path: Path | None = None, *, settled: dict[str, tuple] | None = None,
+                known: dict[str, str] | None = None) -> dict[str, str]:
+    """relpath → sha256 of every file of the palace, without copying (for 'source untouched' checks).
+
+    A file whose ``settled`` status (:func:`settled_files`, taken before ``known`` was hashed) is
+    unchanged keeps its ``known`` hash instead of being read again.
+    """
+    settled, known = settled or {}, known or {}
+    return {rel: known[rel] if rel in known and rel in settled and _full_stat(path) == settled[rel]
+            else _sha256_of(path) for rel, path in source_files(palace, kg_path)}
+
+
+#: Timestamps tick coarser than a nanosecond: a file changed this recently may still change within
+#: the same tick without its status showing it (git's "racy" files), so it is never taken as settled.
+RACY_SECONDS = 2.0
+
+
+def _full_stat(path: Path) -> tuple[int, int, int, int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
+
+
+def settled_files(palace: Path, kg_path: Path | None = None) -> dict[str, tuple]:
+    """relpath → (size, mtime, ctime, inode, device) of every file not changed for RACY_SECONDS.
+
+    Every write changes a file's ctime, which no program can set back, so a file whose status is
+    still the same later was not written in between: what was hashed after this call still holds.
+    """
+    limit = time.time_ns() - int(RACY_SECONDS * 1e9)
+    out = {}
+    for rel, path in source_files(palace, kg_path):
+        key = _full_stat(path)
+        if key[1] < limit and key[2] < limit:
+            out[rel] = key
+    return out
 
 
 def _pid_alive(pid: int) -> bool:
