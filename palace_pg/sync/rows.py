@@ -48,11 +48,10 @@ class RowChanges:
         return self.added + self.updated + self.deleted
 
 
-def _stored_digests(conn: psycopg.Connection, collection: str, ids: list[str] | None = None) -> dict[str, tuple]:
-    where = sql.SQL("collection = %s") + (sql.SQL(" AND id = ANY(%s)") if ids is not None else sql.SQL(""))
+def _stored_digests(conn: psycopg.Connection, collection: str, ids: list[str]) -> dict[str, tuple]:
     return {rid: (doc, meta, vec) for rid, doc, meta, vec in conn.execute(
-        sql.SQL("SELECT id, document, metadata, vector FROM {} WHERE ").format(schema.qualified("source_digests"))
-        + where, [collection] + ([ids] if ids is not None else []))}
+        sql.SQL("SELECT id, document, metadata, vector FROM {} WHERE collection = %s AND id = ANY(%s)").format(
+            schema.qualified("source_digests")), [collection, ids])}
 
 
 def _digests(doc, meta, vector) -> tuple:
@@ -71,7 +70,8 @@ def sync_rows(conn: psycopg.Connection, read_rows, facts: CollectionFacts, table
               batch_size: int, emit) -> RowChanges:
     """``read_rows(ids)`` gives {id: (document, metadata, vector)} for the ids the palace holds now."""
     out = RowChanges()
-    known = set(_stored_digests(conn, facts.name))  # every id the target has read (rejected ones too)
+    known = {r[0] for r in conn.execute(sql.SQL("SELECT id FROM {} WHERE collection = %s").format(
+        schema.qualified("source_digests")), [facts.name])}  # every id the target has read (rejected ones too)
     fresh = read_rows(changes.candidate_ids) if changes.candidates else {}
     candidates = set(changes.candidate_ids)
     present = {stored_id(rid) for rid in changes.present if rid not in candidates or rid in fresh}
