@@ -112,7 +112,7 @@ def cutover(gate, target: Target, params: dict | None = None) -> dict | None:
     if not gate.proceed():
         return None
     if (params or {}).get("online"):
-        from .online import cutover_with_sync
+        from .catch_up import cutover_with_sync
 
         return cutover_with_sync(target, params)
     result = do_cutover(target.palace, target.dsn)

@@ -52,10 +52,10 @@ def cutover_steps(target: Target, params: dict) -> list[str]:
     listed = offline_cutover_steps(target.palace, redact(resolve_dsn(target.dsn)))
     if not params.get("online"):
         return listed
-    catch_up = (f"Run the cutover with catch-up: `palace-pg cutover --palace {target.palace} --sync --yes` (or "
+    with_sync = (f"Run the cutover with catch-up: `palace-pg cutover --palace {target.palace} --sync --yes` (or "
                 "gate 2 below): a last sync of what was written since the previous one, phase 6 against that "
                 "final snapshot, then the renames. The downtime (writers stopped → cutover done) is measured.")
-    return [catch_up if s.startswith("Run the cutover") else s for s in listed]
+    return [with_sync if s.startswith("Run the cutover") else s for s in listed]
 
 
 # -- syncs ---------------------------------------------------------------------------------------
