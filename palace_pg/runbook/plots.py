@@ -139,7 +139,7 @@ _PART_COLOURS = {"snapshot": "#0969da", "sync": "#e36209", "verify": "#1a7f37", 
 
 def downtime(parts: list[dict], total: float) -> Figure:
     """The catch-up cutover's downtime as one stacked bar, each part labelled with its seconds (02_migrate)."""
-    fig = Figure(figsize=(8, 2.4))
+    fig = Figure(figsize=(8, 2.0))
     ax = fig.add_subplot()
     left = 0.0
     for part in parts:
