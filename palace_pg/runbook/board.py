@@ -103,7 +103,9 @@ class ProgressBoard:
             cells = [html.escape(r["step"]), badge(r["state"]), bar, html.escape(f"{r['fraction'] * 100:.0f}%  "
                      + r["figures"]), "" if r["seconds"] is None else f"{r['seconds']:,.1f}", html.escape(r["rate"]),
                      html.escape(r["what"]), html.escape(r["detail"])]
-            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            # figures, seconds and rate never wrap ("2,199 rows/s" on one line); the detail may
+            body.append("<tr>" + "".join(f"<td style='white-space:nowrap'>{c}</td>" if 3 <= i <= 5 else f"<td>{c}</td>"
+                                         for i, c in enumerate(cells)) + "</tr>")
         head = "".join(f"<th>{html.escape(c)}</th>" for c in HTML_COLUMNS)
         html_text = (f"<h4>{html.escape(self.title)}</h4><table class='ppg'><tr>{head}</tr>"
                      + "".join(body) + "</table>")
