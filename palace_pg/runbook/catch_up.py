@@ -17,6 +17,7 @@ import logging
 from .. import engine
 from ..cutover import cutover_steps as offline_cutover_steps
 from ..dsn import redact, resolve_dsn
+from ..marker import has_marker
 from . import display
 from .board import ProgressBoard
 from .demo import Target
@@ -100,6 +101,10 @@ class SyncLog:
         if not self.params.get("online"):
             display.banner("no sync: this is an offline migration (online=False), MemPalace stays stopped "
                            "until the cutover", "skipped")
+            return None
+        if has_marker(self.target.palace):
+            display.banner(f"{self.target.palace} is already cut over: MemPalace writes into PostgreSQL now, "
+                           "there is nothing to sync", "done")
             return None
         n = len(self.syncs) + 1
         with ProgressBoard(SYNC_STEPS, title=f"Sync {n}") as board:

@@ -83,6 +83,9 @@ def migrate(gate, target: Target, params: dict, status: dict, the_plan: dict | N
         with migration_board(status, the_plan) as board:
             summary = engine.migrate(options(target, params), progress=board)
     display.migration(summary)
+    if params.get("online") and summary.get("status") == "done":
+        display.banner("an online copy: MemPalace may have kept writing meanwhile; the syncs below write what it "
+                       "wrote, and the cutover catches up the rest with its writers stopped", "ok")
     return summary
 
 
