@@ -145,8 +145,10 @@ def count_text(phase: PhaseState) -> str:
 
 
 def rate_text(phase: PhaseState) -> str:
-    """'1,234 rows/s', '40.2 MB/s', or '' (indexes, or nothing done yet)."""
+    """'1,234 rows/s', '0.17 rows/s', '40.2 MB/s', or '' (indexes, or nothing done yet)."""
     rate = phase.rate
     if rate is None:
         return ""
-    return f"{size_text(rate)}/s" if phase.kind == "bytes" else f"{rate:,.0f} rows/s"
+    if phase.kind == "bytes":
+        return f"{size_text(rate)}/s"
+    return f"{rate:,.0f} rows/s" if rate >= 10 else f"{rate:.2g} rows/s"  # a slow sync is not "0 rows/s"
