@@ -94,7 +94,7 @@ class ProgressTally:
         elif not event.unit and event.message == "done":
             self._close(phase, "done")
         elif event.unit and phase.kind == "rows":
-            if event.total:
+            if event.total is not None:  # an empty collection is named too (0/0)
                 phase.units[event.unit] = (event.done, event.total)
             phase.item = event.unit
         else:
@@ -122,3 +122,33 @@ class ProgressTally:
             if phase.kind == "items" and phase.own:
                 phase.own = (phase.own[1], phase.own[1])
         return phase
+
+
+# -- the figures every display writes the same way (terminal lines, the runbooks' board) -------
+def size_text(n: float) -> str:
+    """Bytes in decimal units: '812 B', '3.1 MB'."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} TB"
+
+
+def count_text(phase: PhaseState) -> str:
+    """'1,200/2,000 rows', '8/21 indexes', '3.1 MB/12.4 MB', or '' for a phase without figures."""
+    done, total = phase.done, phase.total
+    if total is None:
+        return ""
+    if phase.kind == "bytes":
+        return f"{size_text(done or 0)}/{size_text(total)}"
+    return f"{done or 0:,}/{total:,} {UNIT_WORDS[phase.kind]}"
+
+
+def rate_text(phase: PhaseState) -> str:
+    """'1,234 rows/s', '0.17 rows/s', '40.2 MB/s', or '' (indexes, or nothing done yet)."""
+    rate = phase.rate
+    if rate is None:
+        return ""
+    if phase.kind == "bytes":
+        return f"{size_text(rate)}/s"
+    return f"{rate:,.0f} rows/s" if rate >= 10 else f"{rate:.2g} rows/s"  # a slow sync is not "0 rows/s"

@@ -19,39 +19,16 @@ import shutil
 import sys
 import time
 
-from ..progress import UNIT_WORDS, PhaseState, ProgressTally
+from ..progress import PhaseState, ProgressTally
+from ..progress import count_text as _count
+from ..progress import rate_text as _rate
 
 NAME_WIDTH = 12
 BAR_WIDTH = 20
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n:,.1f} TB"
-
-
 def _seconds(s: float) -> str:
     return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {s % 60:02.0f} s"
-
-
-def _count(phase: PhaseState) -> str:
-    """'1,200/2,000 rows', '8/21 indexes', '3.1 MB/12.4 MB', or '' for a phase without figures."""
-    done, total = phase.done, phase.total
-    if total is None:
-        return ""
-    if phase.kind == "bytes":
-        return f"{_size(done or 0)}/{_size(total)}"
-    return f"{done or 0:,}/{total:,} {UNIT_WORDS[phase.kind]}"
-
-
-def _rate(phase: PhaseState) -> str:
-    rate = phase.rate
-    if rate is None:
-        return ""
-    return f"{_size(rate)}/s" if phase.kind == "bytes" else f"{rate:,.0f} rows/s"
 
 
 def line(phase: PhaseState, *, bar: bool = False) -> str:

@@ -1,14 +1,7 @@
-"""What the runbooks show: tables, banners, figures, evidence records and a live progress board.
+"""What the runbooks show: tables, banners, figures and evidence records (the live board is in :mod:`.board`).
 
 Every output is a MIME bundle with an HTML view for JupyterLab *and* a
 ``text/plain`` view for logs (papermill ``--log-output``) and plain viewers.
-
-Progress: a tqdm widget bar is archived at 0 % (its ``text/plain`` is captured
-when it is created; the real state lives only in widget metadata), so the board
-is one HTML display updated in place through its ``display_id``.  JupyterLab
-redraws it live; nbclient applies each ``update_display_data`` to the stored
-output, so the archived notebook holds the *last* state: every phase finished
-(or the one that failed, marked failed).
 """
 
 from __future__ import annotations
@@ -16,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -185,76 +177,6 @@ def record(name: str, payload: dict, evidence_dir: Path | None = None) -> None:
     if evidence_dir is not None:
         atomic_write(Path(evidence_dir) / "results" / f"{name}.json",
                      json.dumps(clean, indent=1, sort_keys=True).encode())
-
-
-# -- live progress ------------------------------------------------------------------------
-class ProgressBoard:
-    """A progress callback for ``engine.migrate``/``engine.verify`` shown as one table updated in place."""
-
-    def __init__(self, phases: list[tuple[str, str]], done_before: Iterable[str] = (), *, title: str = "Progress",
-                 min_interval: float = 0.3) -> None:
-        self.title = title
-        self.rows = {name: {"phase": name, "state": "skipped" if name in set(done_before) else "pending",
-                            "what": what, "unit": "", "done": None, "total": None, "seconds": None}
-                     for name, what in phases}
-        self._started: dict[str, float] = {}
-        self._last = 0.0
-        self._min_interval = min_interval
-        self._handle = None
-
-    def __enter__(self) -> "ProgressBoard":
-        self._handle = _show(*self._render(), display_id=True)
-        return self
-
-    def __call__(self, event) -> None:
-        row = self.rows.setdefault(event.phase, {"phase": event.phase, "state": "pending", "what": "", "unit": "",
-                                                 "done": None, "total": None, "seconds": None})
-        if event.phase not in self._started:
-            self._started[event.phase] = time.monotonic()
-        final = event.message == "done" and not event.unit
-        row["state"] = "done" if final else "running"
-        if event.unit or event.total not in (None, 1):
-            row.update(unit=event.unit, done=event.done, total=event.total)
-        if event.message and not final:
-            row["note"] = event.message
-        row["seconds"] = round(time.monotonic() - self._started[event.phase], 1)
-        now = time.monotonic()
-        if final or now - self._last >= self._min_interval:
-            self._last = now
-            self._update()
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        for row in self.rows.values():
-            if row["state"] == "running":
-                row["state"] = "failed" if exc_type else "done"
-            if row["state"] == "done" and row.get("total"):
-                row["done"] = row["total"]
-        self._update()
-
-    def _update(self) -> None:
-        if self._handle is not None:
-            html_text, text = self._render()
-            self._handle.update({"text/html": _STYLE + html_text, "text/plain": text}, raw=True)
-
-    def _render(self) -> tuple[str, str]:
-        rows = []
-        for r in self.rows.values():
-            frac = (r["done"] / r["total"]) if r.get("total") else (1.0 if r["state"] in ("done", "skipped") else 0.0)
-            bar = (f'<div style="width:160px;background:#eee;height:10px"><div style="width:{frac * 100:.0f}%;'
-                   f'background:{_COLOURS.get(r["state"], "#999")};height:10px"></div></div>')
-            count = f"{r['done']:,}/{r['total']:,}" if r.get("total") else ""
-            rows.append({**r, "bar": bar, "count": count, "pct": f"{frac * 100:.0f}%",
-                         "state_text": "done in an earlier run" if r["state"] == "skipped" else r["state"]})
-        head = "".join(f"<th>{c}</th>" for c in ("phase", "state", "progress", "", "unit", "seconds", "what"))
-        body = "".join(f"<tr><td>{html.escape(r['phase'])}</td><td>{badge(r['state_text'])}</td><td>{r['bar']}</td>"
-                       f"<td>{r['pct']} {html.escape(r['count'])}</td><td>{html.escape(r['unit'] or '')}</td>"
-                       f"<td>{_cell(r['seconds'])}</td><td>{html.escape(r['what'])}</td></tr>" for r in rows)
-        html_text = f"<h4>{html.escape(self.title)}</h4><table class='ppg'><tr>{head}</tr>{body}</table>"
-        text = self.title + "\n" + text_table(
-            [{"phase": r["phase"], "state": r["state_text"], "progress": f"{r['pct']} {r['count']}",
-              "unit": r["unit"], "seconds": r["seconds"]} for r in rows],
-            ["phase", "state", "progress", "unit", "seconds"])
-        return html_text, text
 
 
 # -- migration summary, parity, operator steps ---------------------------------------------

@@ -45,6 +45,8 @@ SPECS: dict[str, dict[str, tuple[tuple, str]]] = {
         **_COMMON, **_BATCH, **_KG_STORE,
         "ef_search": ((int,), "hnsw.ef_search for the recall check of phase 6"),
         "restart": ((bool,), "discard the target's copy and migrate from scratch"),
+        "online": ((bool,), "copy while MemPalace may be writing, then sync; the cutover catches up with writers "
+                            "stopped"),
         "confirm": ((bool,), "pass the write gate without the button (papermill runs)"),
         "cutover": ((bool,), "run the cutover at the end (headless: this is its confirmation)"),
         "interactive": ((bool, None), "show gate buttons; None: detect a Jupyter server session"),

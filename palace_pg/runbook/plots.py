@@ -1,4 +1,4 @@
-"""The 03_verify figures, built on matplotlib's object API (no pyplot state, no GUI backend)."""
+"""The runbooks' figures (03_verify's, 02_migrate's downtime), on matplotlib's object API (no pyplot, no GUI)."""
 
 from __future__ import annotations
 
@@ -130,4 +130,29 @@ def kg_parity(result: dict) -> Figure:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never on them
     ax.set_title(f"KG query parity: {sum(same)} of {len(rows)} answers identical")
+    return fig
+
+
+_PART_COLOURS = {"snapshot": "#0969da", "sync": "#e36209", "verify": "#1a7f37", "rename": "#8250df",
+                 "other": "#8c959f"}
+
+
+def downtime(parts: list[dict], total: float) -> Figure:
+    """The catch-up cutover's downtime as one stacked bar, each part labelled with its seconds (02_migrate)."""
+    fig = Figure(figsize=(8, 2.0))
+    ax = fig.add_subplot()
+    left = 0.0
+    for part in parts:
+        seconds = part["seconds"]
+        ax.barh([0], [seconds], left=left, color=_PART_COLOURS.get(part["part"], "#8c959f"),
+                label=f"{part['part']} {seconds:,.2f} s", height=0.5)
+        if total and seconds / total > 0.08:  # a label only where it fits inside its segment
+            ax.text(left + seconds / 2, 0, f"{seconds:,.1f} s", ha="center", va="center", color="white", fontsize=9)
+        left += seconds
+    ax.set_yticks([])
+    ax.set_xlim(0, max(total, left) * 1.02 or 1)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.1f}" if total < 10 else f"{v:,.0f}"))
+    ax.set_xlabel("seconds with MemPalace's writers stopped")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(f"downtime of the cutover with catch-up: {total:,.2f} s")
     return fig

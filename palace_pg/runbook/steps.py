@@ -12,6 +12,7 @@ from .. import engine
 from ..errors import PalacePgError
 from ..phases.base import MigrationOptions
 from . import display
+from .board import ProgressBoard
 from .demo import Target, chroma_source
 
 log = logging.getLogger(__name__)
@@ -22,16 +23,70 @@ def options(target: Target, params: dict, *, source: Path | None = None) -> Migr
     return MigrationOptions(palace=source or target.palace, dsn=target.dsn,
                             batch_size=params.get("batch_size", 5000), work_dir=target.work_dir,
                             restart=params.get("restart", False), ef_search=params.get("ef_search", 100),
-                            kg_store=params.get("kg_store", "auto"))
+                            kg_store=params.get("kg_store", "auto"), online=params.get("online", False))
+
+
+#: the steps before phase 1 (no checkpoint row): the source's snapshot, then preflight, with the engine's titles
+BEFORE_PHASES = [("snapshot", "Copy and hash the source palace"), ("preflight", "Read-only checks of source and target")]
 
 
 def phases() -> list[tuple[str, str]]:
-    """(name, title) of every migration phase, in order: the rows of the progress board."""
-    return [(p.name, p.title) for p in engine.PHASES]
+    """(name, title) of every step of a migration, in order: the rows of the progress board."""
+    return BEFORE_PHASES + [(p.name, p.title) for p in engine.PHASES]
+
+
+def planned_collections(the_plan: dict | None) -> dict[str, dict[str, int]]:
+    """Per phase, the collections it will handle and their rows (from ``engine.plan``); verify handles all."""
+    out: dict[str, dict[str, int]] = {}
+    for entry in (the_plan or {}).get("phases", []):
+        listed = (entry.get("plan") or {}).get("collections")
+        if isinstance(listed, list) and listed and isinstance(listed[0], dict):
+            out[entry["phase"]] = {c["collection"]: c.get("rows") or 0 for c in listed}
+    out["verify"] = {name: rows for per_phase in out.values() for name, rows in per_phase.items()}
+    return out
+
+
+def migration_board(status: dict, the_plan: dict | None = None, *, title: str = "Migration") -> ProgressBoard:
+    """The board of a migration: snapshot, preflight, every phase (those done earlier say so)."""
+    return ProgressBoard(phases(), done_phases(status), title=title, expected=planned_collections(the_plan))
 
 
 def done_phases(status: dict) -> list[str]:
     return [r["phase"] for r in status.get("checkpoints", []) if r["state"] == "done" and not r["unit"]]
+
+
+def _caught_up_by_syncs(status: dict, params: dict) -> bool:
+    """Online and already migrated: the palace may have changed since (MemPalace runs); the syncs catch up."""
+    return bool(params.get("online")) and bool(status.get("complete"))
+
+
+def plan(target: Target, params: dict, status: dict) -> dict | None:
+    """The plan and the checks not ok (raises when one failed); None once an online migration is complete."""
+    if _caught_up_by_syncs(status, params):
+        display.banner("already migrated online: there is nothing to copy again; the syncs below bring the target "
+                       "up to the palace as it is now", "done")
+        return None
+    the_plan = engine.plan(options(target, params))
+    display.plan(the_plan)
+    display.checks([c for c in the_plan["preflight"]["checks"] if c["status"] != "ok"], title="Checks not ok")
+    require_ok(the_plan["preflight"])
+    return the_plan
+
+
+def migrate(gate, target: Target, params: dict, status: dict, the_plan: dict | None) -> dict:
+    """The migration behind its write gate, on the progress board; an online one done earlier is not rerun."""
+    gate.require()
+    if _caught_up_by_syncs(status, params):
+        summary = {"status": "already-done", "wrote": "nothing", "online": True,
+                   "message": "already migrated online; the syncs below catch up with what MemPalace wrote since"}
+    else:
+        with migration_board(status, the_plan) as board:
+            summary = engine.migrate(options(target, params), progress=board)
+    display.migration(summary)
+    if params.get("online") and summary.get("status") == "done":
+        display.banner("an online copy: MemPalace may have kept writing meanwhile; the syncs below write what it "
+                       "wrote, and the cutover catches up the rest with its writers stopped", "ok")
+    return summary
 
 
 def require_ok(report) -> None:
@@ -46,8 +101,11 @@ def require_ok(report) -> None:
         raise PreflightRefused(checks)
 
 
-def cutover(gate, target: Target) -> dict | None:
-    """The cutover behind its gate: None (shown as skipped) when headless and not requested."""
+def cutover(gate, target: Target, params: dict | None = None) -> dict | None:
+    """The cutover behind its gate: None (shown as skipped) when headless and not requested.
+
+    After an online migration (``params["online"]``) it is the catch-up cutover, its downtime shown.
+    """
     from ..cutover import cutover as do_cutover
     from ..marker import has_marker
 
@@ -56,6 +114,10 @@ def cutover(gate, target: Target) -> dict | None:
         return {"palace": str(target.palace), "already": True}
     if not gate.proceed():
         return None
+    if (params or {}).get("online"):
+        from .catch_up import cutover_with_sync
+
+        return cutover_with_sync(target, params)
     result = do_cutover(target.palace, target.dsn)
     display.key_values(result, title="Cutover done")
     return result
@@ -132,8 +194,8 @@ def verify(target: Target, params: dict) -> dict:
     """Phase 6 on demand, with its parity tables shown whether it passes or fails (then it raises)."""
     from ..errors import VerificationFailed
 
-    board = display.ProgressBoard([("verify", "Compare counts, ids, rows, vectors, the KG; recall@10")],
-                                  title="Verification")
+    board = ProgressBoard([BEFORE_PHASES[0], ("verify", "Compare counts, ids, rows, vectors, the KG; recall@10")],
+                          title="Verification")
     try:
         with board:
             report = engine.verify(options(target, params, source=chroma_source(target.palace)), progress=board)
