@@ -178,7 +178,7 @@ def sync(options: MigrationOptions, progress: ProgressFn | None = None, *, verif
                                 "pass the --dsn of the database this palace was migrated into")
         ctx = RunContext(options, conn, src, uuid.uuid4(), emit)
         ctx.emit("sync", "", 0, 1, "catching up")
-        result = sync_target(conn, src, batch_size=options.batch_size,
+        result = sync_target(conn, src, batch_size=options.batch_size, dsn=options.dsn,
                              emit=lambda unit, done, total: ctx.emit("sync", unit, done, total))
         ctx.kg_proof = result.pop("kg_proof", None)  # lets phase 6 read back only the KG rows written
         ctx.emit("sync", "", 1, 1, "done")
