@@ -66,12 +66,12 @@ def phase_range(start: str | None, stop: str | None) -> list[str] | None:
 
 
 def preflight(palace, dsn: str | None = None, *, work_dir=None, restart: bool = False,
-              daemon_url: str | None = None, kg_store: str = "auto") -> PreflightReport:
-    """Phase 0 on its own: read-only on both sides."""
-    src = _open_source(palace, work_dir)
+              daemon_url: str | None = None, kg_store: str = "auto", online: bool = False) -> PreflightReport:
+    """Phase 0 on its own: read-only on both sides (``online``: MemPalace may be writing meanwhile)."""
+    src = _open_source(palace, work_dir, online=online)
     try:
         with connect(dsn) as conn:
-            return run_preflight(conn, src, restart=restart, daemon_url=daemon_url, kg_store=kg_store)
+            return run_preflight(conn, src, restart=restart, daemon_url=daemon_url, kg_store=kg_store, online=online)
     finally:
         src.close()
 
@@ -97,10 +97,11 @@ def _emit(progress: ProgressFn, *event) -> None:
 
 def plan(options: MigrationOptions) -> dict:
     """Preflight plus what every phase will do.  Changes nothing (the --dry-run)."""
-    src = _open_source(options.palace, options.work_dir)
+    src = _open_source(options.palace, options.work_dir, online=options.online)
     try:
         with connect(options.dsn) as conn:
             report = run_preflight(conn, src, restart=options.restart, daemon_url=options.daemon_url,
+                                   online=options.online,
                                    kg_store=options.kg_store)
             ctx = RunContext(options, conn, src, uuid.uuid4())
             phases = []
@@ -201,6 +202,7 @@ def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions,
     # conn is in autocommit: each `conn.transaction()` commits or rolls back whole, nothing is left open
     _emit(progress, "preflight", "", 0, 1, "Read-only checks of source and target")
     report = run_preflight(conn, src, restart=options.restart, daemon_url=options.daemon_url, lock_pid=lock_pid,
+                           online=options.online,
                            kg_store=options.kg_store)
     _emit(progress, "preflight", "", 1, 1, "done" if report.ok else "refused: see the checks")
     if not report.ok:
@@ -211,7 +213,9 @@ def _run(conn: psycopg.Connection, src: SourcePalace, options: MigrationOptions,
     if "done" in applied and not options.only:
         return {"status": "already-done", "wrote": "nothing", "preflight": report.as_dict(),
                 "rejected": state.rejected_rows(conn),
-                "message": "this palace was already migrated completely; nothing was written",
+                "message": "this palace was already migrated completely; nothing was written"
+                + ("; what MemPalace wrote since is caught up by `palace-pg sync`"
+                   if state.get_meta(conn, "source_fingerprint") != src.snapshot.fingerprint else ""),
                 "elapsed_seconds": round(time.monotonic() - started, 2)}
     run_id = uuid.uuid4()
     runner = PhaseRunner(RunContext(options, conn, src, run_id, progress), PHASES)

@@ -236,3 +236,14 @@ def test_an_online_snapshot_copies_again_until_the_palace_holds_still(tmp_path, 
     import hashlib
 
     assert entry.sha256 == hashlib.sha256(copied.encode()).hexdigest()
+
+
+def test_preflight_of_a_complete_target_whose_palace_changed_points_at_sync(pg_server, fresh_db, tmp_path):
+    palace = copy_of(generated(120, 5), tmp_path / "src")
+    engine.migrate(_opts(palace, fresh_db, tmp_path, online=True, recall_queries=0))
+    _write_through_mempalace(palace, 1)
+    offline = engine.preflight(palace, fresh_db, work_dir=tmp_path / "work")
+    check = next(c for c in offline.checks if c.name == "target_state")
+    assert check.status == "fail" and "palace-pg sync" in check.fix
+    online = engine.preflight(palace, fresh_db, work_dir=tmp_path / "work", online=True)
+    assert online.ok and "palace-pg sync" in next(c for c in online.checks if c.name == "target_state").detail

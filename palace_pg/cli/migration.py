@@ -25,7 +25,7 @@ def _options(args):
 def cmd_preflight(args) -> int:
     from ..engine import preflight
 
-    report = preflight(args.palace, args.dsn, work_dir=args.work_dir, kg_store=args.kg_store)
+    report = preflight(args.palace, args.dsn, work_dir=args.work_dir, kg_store=args.kg_store, online=args.online)
     if args.json:
         print_json(report.as_dict())
     else:
@@ -149,6 +149,9 @@ def register(sub) -> None:
     pf.add_argument("--work-dir", help="where the source snapshot is copied (default: $PALACE_PG_WORK_DIR, "
                     "else <tmp>/palace_pg-work)")
     pf.add_argument("--json", action="store_true", help="print the report as JSON")
+    pf.add_argument("--online", action="store_true",
+                    help="MemPalace may be writing: copy until the palace holds still, and accept a complete "
+                         "online copy that `palace-pg sync` catches up")
     _add_kg_store(pf)
     pf.set_defaults(func=cmd_preflight)
 

@@ -178,7 +178,7 @@ def check_kg_store(conn: psycopg.Connection, requested: str, age_version: str | 
 
 def target_checks(conn: psycopg.Connection, src, *, restart: bool, rows: int, dimension: int,
                   payload_bytes: int, lock_pid: int | None = None,
-                  kg_store: str = "auto") -> tuple[list[Check], dict]:
+                  kg_store: str = "auto", online: bool = False) -> tuple[list[Check], dict]:
     checks: list[Check] = []
     facts = {"dsn": shown(conn)}
     version = conn.info.server_version
@@ -235,7 +235,7 @@ def target_checks(conn: psycopg.Connection, src, *, restart: bool, rows: int, di
     else:
         checks.append(Check("target_disk", "ok", f"remote server: cannot measure its disk; it needs "
                             f"~{target_bytes / 2**30:.2f} GB"))
-    checks.extend(_target_state_checks(conn, src, restart))
+    checks.extend(_target_state_checks(conn, src, restart, online))
     holder = state.lock_holder(conn, lock_pid)
     if holder:
         checks.append(Check("lock", "fail", f"another migrator holds the target (pid {holder['pid']}, since "
@@ -245,7 +245,7 @@ def target_checks(conn: psycopg.Connection, src, *, restart: bool, rows: int, di
     return checks, facts
 
 
-def _target_state_checks(conn: psycopg.Connection, src, restart: bool) -> list[Check]:
+def _target_state_checks(conn: psycopg.Connection, src, restart: bool, online: bool = False) -> list[Check]:
     if not state.schema_exists(conn):
         return [Check("target_state", "ok", "the target is empty: a fresh migration")]
     palace = state.get_meta(conn, "palace") or {}
@@ -258,6 +258,14 @@ def _target_state_checks(conn: psycopg.Connection, src, restart: bool) -> list[C
         return [Check("target_state", "fail", f"the target holds another palace ({palace.get('source_path')})",
                       "migrate into an empty database; one database holds one palace")]
     if fingerprint != src.snapshot.fingerprint:
+        if state.is_done(conn, "done") and not restart:
+            catch_up = "`palace-pg sync --palace P` (MemPalace may keep running; 02_migrate's sync cell does it)"
+            if online:
+                return [Check("target_state", "ok", "the target holds a complete online copy of this palace; "
+                              f"what MemPalace wrote since is caught up by {catch_up}")]
+            return [Check("target_state", "fail", "the palace changed since its complete migration "
+                          f"(fingerprint {str(fingerprint)[:12]}… → {src.snapshot.fingerprint[:12]}…)",
+                          f"catch the target up with {catch_up}, or rerun with --restart to migrate from scratch")]
         if restart:
             return [Check("target_state", "warn", "the source changed since the last run; --restart will clear "
                           "the target's copy of this palace and start again")]
@@ -285,7 +293,7 @@ def estimate(rows_by_collection: dict[str, int], kg_rows: int, snapshot_bytes: i
 
 
 def run_preflight(conn: psycopg.Connection, src, *, restart: bool = False, daemon_url: str | None = None,
-                  lock_pid: int | None = None, kg_store: str = "auto") -> PreflightReport:
+                  lock_pid: int | None = None, kg_store: str = "auto", online: bool = False) -> PreflightReport:
     checks, facts = source_checks(src)
     checks.insert(0, check_daemon(daemon_url if daemon_url is not None else os.environ.get("PALACE_DAEMON_URL")))
     rows = {c.name: (c.count or 0) for c in src.collections}
@@ -293,7 +301,8 @@ def run_preflight(conn: psycopg.Connection, src, *, restart: bool = False, daemo
     dim = (drawers.dimension if drawers else 384) or 384
     payload = sum((c.count or 0) * ((c.dimension or 0) * 4 + 1200) for c in src.collections)
     tchecks, tfacts = target_checks(conn, src, restart=restart, rows=rows.get(src.drawers_name, 0),
-                                    dimension=dim, payload_bytes=payload, lock_pid=lock_pid, kg_store=kg_store)
+                                    dimension=dim, payload_bytes=payload, lock_pid=lock_pid, kg_store=kg_store,
+                                    online=online)
     checks.extend(tchecks)
     facts["target"] = tfacts
     kg = facts.get("kg", {})

@@ -40,7 +40,8 @@ _COMMON: dict[str, tuple[tuple, str]] = {
 _BATCH = {"batch_size": ((int,), "rows per COPY batch")}
 _KG_STORE = {"kg_store": ((str,), "where the KG goes: age, tables (no AGE needed) or auto (AGE where installed)")}
 SPECS: dict[str, dict[str, tuple[tuple, str]]] = {
-    "01_preflight": {**_COMMON, **_BATCH, **_KG_STORE},
+    "01_preflight": {**_COMMON, **_BATCH, **_KG_STORE,
+                     "online": ((bool,), "MemPalace may be writing: accept a complete online copy the syncs catch up")},
     "02_migrate": {
         **_COMMON, **_BATCH, **_KG_STORE,
         "ef_search": ((int,), "hnsw.ef_search for the recall check of phase 6"),
