@@ -1,9 +1,11 @@
 """The cutover and its rollback: the only operations that touch the palace folder, and only by renaming.
 
-Cutover moves the Chroma palace aside to ``<palace>.chromadb-backup-<stamp>``
-(never deleted), recreates the palace folder with palace_pg's marker and the
-palace's small files (embedder sidecar, origin.json, …) so MemPalace detects
-the ``postgres`` backend there.  It refuses unless the target holds a verified
+Cutover prepares the palace_pg palace (palace_pg's marker and the palace's small
+files: embedder sidecar, origin.json, …, so MemPalace detects the ``postgres``
+backend there) in ``<palace>.palace-pg-prepared``, then renames the Chroma
+palace aside to ``<palace>.chromadb-backup-<stamp>`` (never deleted) and the
+prepared folder into its place.  A kill between the two renames leaves both
+folders; the next cutover (or ``cutover --sync``) finishes the second rename.  It refuses unless the target holds a verified
 migration of exactly the palace on disk now.  Rollback renames back; with
 ``with_writes`` it first exports what PostgreSQL holds now (``palace_pg.export``)
 and puts that palace in place instead, so writes made since the cutover are kept.
@@ -14,19 +16,22 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from psycopg import sql
 
 from .dsn import connect, label
 from .errors import PalacePgError
-from .marker import MARKER_NAME, Marker, has_marker
+from .faults import crash_point
+from .marker import MARKER_NAME, Marker, has_marker, read_marker
 from .source.snapshot import hash_palace
 from .target_db import schema, state
 
 log = logging.getLogger(__name__)
 
 BACKUP_INFIX = ".chromadb-backup-"
+PREPARED_SUFFIX = ".palace-pg-prepared"
 
 
 def cutover_steps(palace: Path, dsn_display: str) -> list[str]:
@@ -65,6 +70,9 @@ def cutover(palace: str | os.PathLike, dsn: str | None = None, *, now: dt.dateti
     status has not changed since (:func:`palace_pg.source.snapshot.settled_files`).
     """
     palace = Path(palace).expanduser().resolve()
+    finished = finish_interrupted_cutover(palace, dsn)
+    if finished is not None:
+        return finished
     if has_marker(palace):
         raise PalacePgError(f"{palace} is already cut over (it holds {MARKER_NAME})", "nothing to do")
     if not (palace / "chroma.sqlite3").is_file():
@@ -99,30 +107,65 @@ def cutover(palace: str | os.PathLike, dsn: str | None = None, *, now: dt.dateti
         backup = palace.with_name(f"{palace.name}{BACKUP_INFIX}{_stamp(now)}")
         if backup.exists():
             raise PalacePgError(f"{backup} already exists", "wait a second and retry")
+        # the palace_pg palace is made complete beside the Chroma one first: then the cutover is two
+        # renames, and a kill between them leaves both folders for the rerun to finish with (see below)
+        prepared = _prepared(palace)
+        shutil.rmtree(prepared, ignore_errors=True)  # a killed run's: only ever our own small files
+        prepared.mkdir()
+        for rel, content in files:
+            dest = prepared / rel.removeprefix("palace/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(content)
+        Marker.for_target(palace_id, target_dsn, source_fingerprint=fingerprint,
+                          migrated_at=state.get_meta(conn, "migrated_at"),
+                          kg_store=state.get_meta(conn, "kg_store") or "age",
+                          extra={"chroma_backup": str(backup)}).write(prepared)
         os.rename(palace, backup)  # atomic on one filesystem; the backup is never deleted
+        crash_point("cutover")
         try:
-            palace.mkdir()
-            for rel, content in files:
-                dest = palace / rel.removeprefix("palace/")
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(content)
-            marker = Marker.for_target(palace_id, target_dsn, source_fingerprint=fingerprint,
-                                       migrated_at=state.get_meta(conn, "migrated_at"),
-                                       kg_store=state.get_meta(conn, "kg_store") or "age",
-                                       extra={"chroma_backup": str(backup)})
-            marker.write(palace)
+            os.rename(prepared, palace)
         except BaseException:
-            # put the Chroma palace back exactly as it was
-            if palace.exists():
-                os.rename(palace, palace.with_name(f"{palace.name}.failed-cutover-{_stamp()}"))
-            os.rename(backup, palace)
+            os.rename(backup, palace)  # put the Chroma palace back exactly as it was
             raise
-        with conn.transaction():
-            state.set_meta(conn, "cutover", {"at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                                             "backup": str(backup), "palace": str(palace)})
+        _record_cutover(conn, palace, backup)
     log.info("cut over %s; Chroma palace kept at %s", palace, backup)
     return {"palace": str(palace), "backup": str(backup), "marker": str(palace / MARKER_NAME),
             "files_restored": [f[0] for f in files], "target": label(target_dsn)}
+
+
+def _prepared(palace: Path) -> Path:
+    return palace.with_name(f"{palace.name}{PREPARED_SUFFIX}")
+
+
+def _record_cutover(conn, palace: Path, backup: Path) -> None:
+    with conn.transaction():
+        state.set_meta(conn, "cutover", {"at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                                         "backup": str(backup), "palace": str(palace)})
+
+
+def finish_interrupted_cutover(palace: str | os.PathLike, dsn: str | None = None) -> dict | None:
+    """A cutover killed between its two renames: the palace folder gone, its Chroma backup and the
+    prepared palace_pg folder beside it.  Finish it (the second rename) and return what was done;
+    None when there is nothing to finish."""
+    palace = Path(palace).expanduser().resolve()
+    prepared, backup = _prepared(palace), latest_backup(palace)
+    if palace.exists() or not prepared.is_dir() or backup is None:
+        return None
+    marker = read_marker(prepared)
+    if marker.extra.get("chroma_backup") != str(backup):
+        raise PalacePgError(f"{prepared} was prepared for another backup than {backup}",
+                            f"check the folders next to {palace}; rename the right Chroma backup back to "
+                            f"{palace.name} and rerun the cutover")
+    os.rename(prepared, palace)
+    with connect(dsn or marker.dsn()) as conn:
+        _record_cutover(conn, palace, backup)
+    log.info("finished the interrupted cutover of %s; Chroma palace kept at %s", palace, backup)
+    restored = sorted("palace/" + p.relative_to(palace).as_posix() for p in palace.rglob("*")
+                      if p.is_file() and p.name != MARKER_NAME)
+    return {"palace": str(palace), "backup": str(backup), "marker": str(palace / MARKER_NAME),
+            "files_restored": restored, "target": label(dsn or marker.dsn()), "finished_interrupted_cutover": True,
+            # the first rename only ever follows a passed verification of exactly that backup's content
+            "sync": {}, "verify": {"differences": 0, "proven_by": "the interrupted cutover, before its first rename"}}
 
 
 def latest_backup(palace: Path) -> Path | None:
@@ -205,6 +248,10 @@ def cutover_with_sync(options, progress=None) -> dict:
 
     started = time.monotonic()
     palace = Path(options.palace).expanduser().resolve()
+    finished = finish_interrupted_cutover(palace, options.dsn)  # a rerun after a kill between the renames
+    if finished is not None:
+        return {**finished, "downtime_seconds": round(time.monotonic() - started, 2),
+                "downtime_parts": {"rename": round(time.monotonic() - started, 2)}}
     settled = settled_files(palace, resolve_kg_path(palace))  # before the snapshot: what it hashes still holds
     final = dataclasses.replace(options, online=False, recall_queries=0)
     synced = engine.sync(final, progress, verify=True)

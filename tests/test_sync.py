@@ -247,3 +247,25 @@ def test_preflight_of_a_complete_target_whose_palace_changed_points_at_sync(pg_s
     assert check.status == "fail" and "palace-pg sync" in check.fix
     online = engine.preflight(palace, fresh_db, work_dir=tmp_path / "work", online=True)
     assert online.ok and "palace-pg sync" in next(c for c in online.checks if c.name == "target_state").detail
+
+
+def test_a_cutover_killed_between_its_renames_is_finished_by_the_rerun(pg_server, fresh_db, tmp_path):
+    from palace_pg.cutover import BACKUP_INFIX, PREPARED_SUFFIX
+
+    palace = copy_of(generated(120, 6), tmp_path / "src")
+    engine.migrate(_opts(palace, fresh_db, tmp_path, online=True, recall_queries=0))
+    _write_through_mempalace(palace, 1)
+    cmd = [sys.executable, "-m", "palace_pg.cli", "cutover", "--palace", str(palace), "--dsn", fresh_db, "--sync",
+           "--yes", "--work-dir", str(tmp_path / "work"), "--no-progress"]
+    killed = subprocess.run(cmd, env={**os.environ, "PALACE_PG_CRASH_AT": "cutover:1"}, capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not palace.exists()  # between the renames: the Chroma backup and the prepared folder beside it
+    assert palace.with_name(palace.name + PREPARED_SUFFIX).is_dir()
+    backups = list(palace.parent.glob(f"{palace.name}{BACKUP_INFIX}*"))
+    assert len(backups) == 1 and (backups[0] / "chroma.sqlite3").is_file()
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert (palace / "palace_pg.json").is_file() and not palace.with_name(palace.name + PREPARED_SUFFIX).exists()
+    with connect(fresh_db) as conn:
+        assert state.get_meta(conn, "cutover")["backup"] == str(backups[0])

@@ -76,6 +76,7 @@ def register(sub) -> None:
                          "against the final palace, then the renames (reports the downtime)")
     co.add_argument("--work-dir", help="where the source snapshot is copied")
     co.add_argument("--json", action="store_true", help="print the result as JSON")
+    co.add_argument("--no-progress", action="store_true")
     co.set_defaults(func=cmd_cutover)
 
     rb = sub.add_parser("rollback", help="undo the cutover (renames; --with-writes exports PostgreSQL's palace first)")
