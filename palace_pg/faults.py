@@ -9,7 +9,10 @@ dict lookup.  Points:
 * ``index``      just before an index build starts;
 * ``kg``         after the KG bulk load, before its commit;
 * ``verify``     in the middle of verification;
-* ``phase-done`` in a phase's last transaction, its "done" row written, before the commit.
+* ``phase-done`` in a phase's last transaction, its "done" row written, before the commit;
+* ``sync``       in a sync, after each batch of rows (and the KG's writes), before its commit;
+* ``cutover``    between the cutover's two renames (the Chroma palace moved aside, the
+  palace_pg folder not yet in its place).
 """
 
 from __future__ import annotations
