@@ -73,12 +73,12 @@ def changes_since(palace: Path, facts: CollectionFacts, watermark: int) -> Colle
     try:
         segment = _metadata_segment(db, facts.uuid)
         applied = _applied_seq(db, segment)
-        present: set[str] = set()
-        latest: dict[str, int] = {}
-        for rid, seq in db.execute("SELECT embedding_id, seq_id FROM embeddings WHERE segment_id = ?", [segment]):
-            present.add(rid)
-            if (seq := _seq(seq)) > watermark:
-                latest[rid] = seq
+        present = {r[0] for r in db.execute("SELECT embedding_id FROM embeddings WHERE segment_id = ?", [segment])}
+        # sqlite compares a 0.4-era BLOB seq_id above any integer: such rows are all candidates, which
+        # the digests then sort out (slower, never wrong)
+        latest = {rid: s for rid, seq in db.execute(
+            "SELECT embedding_id, seq_id FROM embeddings WHERE segment_id = ? AND seq_id > ?", [segment, watermark])
+            if (s := _seq(seq)) > watermark}
         for rid, seq in _queued(db, facts.uuid, max(applied, watermark)):
             present.add(rid)  # a queued delete leaves it absent from chromadb's answer: the caller sees that
             latest[rid] = max(seq, latest.get(rid, 0))
