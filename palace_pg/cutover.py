@@ -244,7 +244,8 @@ def cutover_with_sync(options, progress=None) -> dict:
     from . import engine
 
     from .source.kg_reader import resolve_kg_path
-    from .source.snapshot import settled_files
+    from .source.palace import default_work_dir
+    from .source.snapshot import remove_stale_snapshots, settled_files
 
     started = time.monotonic()
     palace = Path(options.palace).expanduser().resolve()
@@ -253,11 +254,17 @@ def cutover_with_sync(options, progress=None) -> dict:
         return {**finished, "downtime_seconds": round(time.monotonic() - started, 2),
                 "downtime_parts": {"rename": round(time.monotonic() - started, 2)}}
     settled = settled_files(palace, resolve_kg_path(palace))  # before the snapshot: what it hashes still holds
-    final = dataclasses.replace(options, online=False, recall_queries=0)
-    synced = engine.sync(final, progress, verify=True)
-    renamed_at = time.monotonic()
-    result = cutover(options.palace, options.dsn, settled=settled)
-    parts = {**synced["seconds"], "rename": round(time.monotonic() - renamed_at, 2)}
+    # the snapshot's copy is removed after the renames: deleting a large palace's copy is not downtime
+    final = dataclasses.replace(options, online=False, recall_queries=0, keep_snapshot=True)
+    try:
+        synced = engine.sync(final, progress, verify=True)
+        renamed_at = time.monotonic()
+        result = cutover(options.palace, options.dsn, settled=settled)
+        parts = {**synced["seconds"], "rename": round(time.monotonic() - renamed_at, 2)}
+        downtime = round(time.monotonic() - started, 2)
+    finally:
+        if not options.keep_snapshot:
+            remove_stale_snapshots(Path(options.work_dir or default_work_dir(palace)), including_own=True)
     return {**result, "sync": {k: synced.get(k) for k in ("status", "collections", "kg", "carried_files", "parts")},
             "verify": {"differences": synced["verify"]["differences"],
                        "collections": {k: {f: v[f] for f in ("source_rows", "target_rows", "rows_compared",
@@ -265,4 +272,4 @@ def cutover_with_sync(options, progress=None) -> dict:
                                        | {f: v.get(f) for f in ("rows_read_out", "rows_proven_in_postgresql")}
                                        for k, v in synced["verify"]["collections"].items()},
                        "kg": synced["verify"]["kg"]},
-            "downtime_seconds": round(time.monotonic() - started, 2), "downtime_parts": parts}
+            "downtime_seconds": downtime, "downtime_parts": parts}

@@ -192,6 +192,8 @@ def sync(options: MigrationOptions, progress: ProgressFn | None = None, *, verif
             summary["verify"] = PhaseRunner(ctx, PHASES).apply(VERIFY)
             summary["seconds"]["verify"] = round(time.monotonic() - t0, 2)
         summary["elapsed_seconds"] = round(time.monotonic() - started, 2)
+        if options.keep_snapshot:
+            summary["snapshot_kept_at"] = str(src.snapshot.root)
         if result["wrote"] or verify:
             _record(conn, ctx.run_id, src, summary["status"], summary)
         return summary

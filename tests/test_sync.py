@@ -161,6 +161,7 @@ def test_cutover_with_sync_stops_for_seconds_and_proves_every_row(pg_server, fre
     assert result["verify"]["differences"] == 0
     assert result["downtime_seconds"] > 0 and set(result["downtime_parts"]) >= {"snapshot", "sync", "verify", "rename"}
     assert (palace / "palace_pg.json").is_file()
+    assert not list((tmp_path / "work").glob("snapshot-*"))  # the final snapshot's copy, removed after the renames
     with connect(fresh_db) as conn:
         ids = {r[0] for r in conn.execute("SELECT id FROM mempalace.drawers")}
     assert {"drawer_sync_2_0", "drawer_sync_1_0"} <= ids

@@ -165,15 +165,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_snapshots(work_dir: Path) -> list[Path]:
-    """Delete ``snapshot-<pid>`` folders whose process is gone (a killed run's copy of a palace)."""
+def remove_stale_snapshots(work_dir: Path, *, including_own: bool = False) -> list[Path]:
+    """Delete ``snapshot-<pid>`` folders whose process is gone (a killed run's copy of a palace),
+    and this process's own with ``including_own`` (a copy kept past its run, as the cutover does)."""
     removed = []
     for folder in Path(work_dir).glob("snapshot-*"):
         pid = folder.name.removeprefix("snapshot-")
-        if folder.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if not (folder.is_dir() and pid.isdigit()):
+            continue
+        if (including_own and int(pid) == os.getpid()) or (int(pid) != os.getpid() and not _pid_alive(int(pid))):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
-            log.info("removed the stale snapshot %s (its process %s is gone)", folder, pid)
+            log.info("removed the snapshot %s (of process %s)", folder, pid)
     return removed
 
 
