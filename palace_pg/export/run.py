@@ -58,14 +58,18 @@ def export_palace(dsn: str | None, out: str | os.PathLike, *, progress: Callable
     started = time.monotonic()
     emit = _safe(progress)
     out = Path(out).expanduser().resolve()
-    partial = _prepare_partial(out)
     timings: dict[str, float] = {}
     with TargetSnapshot.open(dsn, store_factory=store_factory) as snap:
         source_db = snap.conn.info.dsn
         collections = snap.collections()
+        _refuse_null_embeddings(snap, collections)
+        partial = _prepare_partial(out)
         embedder = snap.meta("embedder") or {}
-        expected = Expected(entities=snap.kg_rows("entities"), triples=snap.kg_rows("triples"), files=snap.files())
+        expected = Expected(files=snap.files())
         rejected = snap.rejected()
+        if rejected:  # rows PostgreSQL could not hold (NUL in text, NaN vectors, ...): never in any table
+            log.warning("%d row(s) kept in mempalace.rejects are not exported (%s); the source palace held them, "
+                        "its pre-cutover backup still does", sum(rejected.values()), rejected)
         writer = ChromaPalaceWriter(partial)
         try:
             for coll in collections:
@@ -76,15 +80,17 @@ def export_palace(dsn: str | None, out: str | os.PathLike, *, progress: Callable
                 done = 0
                 emit(ProgressEvent("export", coll.name, 0, coll.count))
                 for page in snap.pages(coll, page=writer.max_batch):
-                    writer.add(chroma, page.ids, page.documents, page.metadatas, page.embeddings)
-                    exp.add_page(page.ids, page.documents, page.metadatas, page.embeddings,
-                                 strict_vectors=strict_vectors)
+                    written = exp.add_page(page.ids, page.documents, page.metadatas, page.embeddings,
+                                           strict_vectors=strict_vectors)
+                    writer.add(chroma, page.ids, page.documents, page.metadatas, written)
                     done += len(page.ids)
                     emit(ProgressEvent("export", coll.name, done, coll.count))
         finally:
             writer.close()
-    timings["collections_s"] = time.monotonic() - started
-    kg = write_kg(partial, expected.entities, expected.triples)
+        timings["collections_s"] = time.monotonic() - started
+        # after the collections (chromadb's memory is released by then), page by page, kept for the read-back
+        kg = write_kg(partial, {"entities": _kept(snap.kg_pages("entities"), expected.entities),
+                                "triples": _kept(snap.kg_pages("triples"), expected.triples)})
     inside = write_inside(partial, expected.files)
     timings["kg_files_s"] = time.monotonic() - started - timings["collections_s"]
     report = None
@@ -100,6 +106,23 @@ def export_palace(dsn: str | None, out: str | os.PathLike, *, progress: Callable
     return {"palace": str(out), "collections": {c.name: c.count for c in collections}, "kg": kg,
             "files_inside": inside, "files_beside": beside, "rejected_rows_not_exported": rejected,
             "verification": report, "timings": {k: round(v, 2) for k, v in timings.items()}}
+
+
+def _refuse_null_embeddings(snap: TargetSnapshot, collections) -> None:
+    """Chroma stores no row without a vector (``add`` needs one per id): refuse before writing anything."""
+    missing = {c.name: snap.null_embeddings(c) for c in collections}
+    missing = {name: found for name, found in missing.items() if found[0]}
+    if missing:
+        listed = "; ".join(f"{name}: {n} row(s), e.g. {', '.join(ids)}" for name, (n, ids) in missing.items())
+        raise PalacePgError(f"rows without an embedding, which a Chroma palace cannot hold: {listed}",
+                            "give those rows their vectors (or delete them) in the database, then export again",
+                            rows_without_embedding={name: n for name, (n, _) in missing.items()})
+
+
+def _kept(pages, into: list):
+    for rows in pages:
+        into.extend(rows)
+        yield rows
 
 
 def _safe(progress):
