@@ -187,7 +187,7 @@ def test_rollback_with_writes_keeps_postgres_writes_and_mempalace_opens_it(small
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "after_cutover" in proc.stdout
 
-    # a search with a query vector finds the new drawer; Chroma returns exactly the bits it must
+    # a search with a query vector finds the new drawer; Chroma returns exactly the bits predicted
     from mempalace.backends.chroma import ChromaBackend
 
     collection = ChromaBackend().get_collection(str(small_palace), "mempalace_drawers")
@@ -198,7 +198,8 @@ def test_rollback_with_writes_keeps_postgres_writes_and_mempalace_opens_it(small
     assert (type(meta["weight"]), type(meta["pinned"]), type(meta["count"])) == (float, bool, int)
     assert meta["big"] == 2 ** 62 and meta["huge"] == 1e300
     got = np.asarray(row.embeddings[0], dtype=np.float32)
-    assert np.array_equal(got.view(np.uint32), chroma_returns(vectors[1:2], "cosine")[0].view(np.uint32))
+    predicted = chroma_returns(chroma_preimage(vectors[1:2], "cosine"), "cosine")[0]  # the database's bits if found
+    assert np.array_equal(got.view(np.uint32), predicted.view(np.uint32))
 
     # the KG, through mempalace's own sqlite KnowledgeGraph
     from mempalace.knowledge_graph import KnowledgeGraph

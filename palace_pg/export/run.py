@@ -23,7 +23,7 @@ from .chroma_out import ChromaPalaceWriter, embedding_function_for
 from .files_out import write_beside, write_inside
 from .kg_out import write_kg
 from .snapshot import TargetSnapshot
-from .verify import Expected, ExpectedCollection, check_palace
+from .verify import CHROMADB_SAMPLE, Expected, ExpectedCollection, check_palace
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,12 @@ def _prepare_partial(out: Path) -> Path:
 
 
 def export_palace(dsn: str | None, out: str | os.PathLike, *, progress: Callable[[ProgressEvent], None] | None = None,
-                  verify: bool = True, strict_vectors: bool = False, store_factory=None) -> dict:
+                  verify: bool = True, strict_vectors: bool = False, store_factory=None,
+                  chromadb_sample: int | None = CHROMADB_SAMPLE) -> dict:
     """Export the target's palace to ``out`` and verify it; returns a summary.
 
+    ``chromadb_sample``: rows per collection the read-back through chromadb compares in full
+    besides every id (None: every row; the direct read-back always compares every row).
     ``strict_vectors``: fail on vectors Chroma renormalises (see ``verify``), not only report them.
     """
     started = time.monotonic()
@@ -96,7 +99,7 @@ def export_palace(dsn: str | None, out: str | os.PathLike, *, progress: Callable
     report = None
     if verify:
         step = time.monotonic()
-        report = check_palace(partial, expected, progress=emit)
+        report = check_palace(partial, expected, progress=emit, chromadb_sample=chromadb_sample)
         timings["verify_s"] = time.monotonic() - step
     (partial / CLAIM).unlink()  # last: a failed verification leaves a partial a rerun may remove
     os.rename(partial, out)
