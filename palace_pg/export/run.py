@@ -5,6 +5,14 @@ file, so a rerun after a crash may remove it and start again) and renamed to
 ``OUT`` only once the read-back verification passed; ``OUT`` itself is never
 overwritten.  Files beside the palace (hallways.json, tunnels.json) are written
 after the rename, and only where none exist.
+
+Rows the database cannot hand back as MemPalace wrote them are said so, never
+guessed: a row without an embedding refuses the export before anything is
+written (Chroma holds no row without a vector); rows the migration kept in
+``mempalace.rejects`` (NUL in text, NaN vectors: never in any table, so
+MemPalace on PostgreSQL never saw them) are not exported, counted in the
+summary's ``rejected_rows_not_exported`` and logged; the pre-cutover backup
+still holds them.
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ def export_palace(dsn: str | None, out: str | os.PathLike, *, progress: Callable
     emit = _safe(progress)
     out = Path(out).expanduser().resolve()
     timings: dict[str, float] = {}
+    clock = _Clock()
     with TargetSnapshot.open(dsn, store_factory=store_factory) as snap:
         source_db = snap.conn.info.dsn
         collections = snap.collections()
@@ -82,20 +91,23 @@ def export_palace(dsn: str | None, out: str | os.PathLike, *, progress: Callable
                                        embedding_function_for(identity.get("model_name"), coll.dimension))
                 done = 0
                 emit(ProgressEvent("export", coll.name, 0, coll.count))
-                for page in snap.pages(coll, page=writer.max_batch):
-                    written = exp.add_page(page.ids, page.documents, page.metadatas, page.embeddings,
-                                           strict_vectors=strict_vectors)
-                    writer.add(chroma, page.ids, page.documents, page.metadatas, written)
+                pages = snap.pages(coll, page=writer.max_batch)
+                while (page := clock.timed("read_postgres_s", next, pages, None)) is not None:
+                    written = clock.timed("digests_s", exp.add_page, page.ids, page.documents, page.metadatas,
+                                          page.embeddings, strict_vectors=strict_vectors)
+                    clock.timed("chromadb_add_s", writer.add, chroma, page.ids, page.documents, page.metadatas,
+                                written)
                     done += len(page.ids)
                     emit(ProgressEvent("export", coll.name, done, coll.count))
         finally:
-            writer.close()
+            clock.timed("chromadb_close_s", writer.close)
         timings["collections_s"] = time.monotonic() - started
         # after the collections (chromadb's memory is released by then), page by page, kept for the read-back
-        kg = write_kg(partial, {"entities": _kept(snap.kg_pages("entities"), expected.entities),
-                                "triples": _kept(snap.kg_pages("triples"), expected.triples)})
+        kg = clock.timed("kg_s", write_kg, partial, {"entities": _kept(snap.kg_pages("entities"), expected.entities),
+                                                     "triples": _kept(snap.kg_pages("triples"), expected.triples)})
     inside = write_inside(partial, expected.files)
     timings["kg_files_s"] = time.monotonic() - started - timings["collections_s"]
+    timings.update(clock.parts)
     report = None
     if verify:
         step = time.monotonic()
@@ -120,6 +132,20 @@ def _refuse_null_embeddings(snap: TargetSnapshot, collections) -> None:
         raise PalacePgError(f"rows without an embedding, which a Chroma palace cannot hold: {listed}",
                             "give those rows their vectors (or delete them) in the database, then export again",
                             rows_without_embedding={name: n for name, (n, _) in missing.items()})
+
+
+class _Clock:
+    """Seconds per part of the export (summed over pages), for the summary and the benchmark."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, float] = {}
+
+    def timed(self, part: str, fn, *args, **kwargs):
+        start = time.monotonic()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.parts[part] = self.parts.get(part, 0.0) + time.monotonic() - start
 
 
 def _kept(pages, into: list):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -195,12 +196,14 @@ def check_palace(palace: Path, expected: Expected, *, progress: Callable[[Progre
                 differences.append({"kind": "collection_metadata", "collection": name,
                                     "target": exp.facts.metadata, "palace": f.metadata})
     present = [n for n in expected.collections if n in facts]
+    seconds, step = {}, time.monotonic()
     reader = DirectReader(palace, [facts[n] for n in present])
     try:
         direct = {n: _compare_rows("direct", expected.collections[n], _direct_batches(reader, n), differences, progress)
                   for n in present}
     finally:
         reader.close()
+    seconds["direct_s"], step = time.monotonic() - step, time.monotonic()
     from mempalace.backends.chroma import ChromaBackend, _close_client
 
     client = ChromaBackend.make_client(str(palace))
@@ -209,6 +212,7 @@ def check_palace(palace: Path, expected: Expected, *, progress: Callable[[Progre
                                              differences, progress, chromadb_sample) for n in present}
     finally:
         _close_client(client)
+    seconds["chromadb_s"], step = time.monotonic() - step, time.monotonic()
     for name, exp in expected.collections.items():
         report["collections"][name] = {"target_rows": len(exp.rows), "direct_rows": direct.get(name),
                                        "chromadb_rows": via_chromadb.get(name, (None, None))[0],
@@ -216,6 +220,8 @@ def check_palace(palace: Path, expected: Expected, *, progress: Callable[[Progre
                                        "renormalised_by_chroma": exp.renormalised}
     report["kg"] = _compare_kg(palace / KG_FILENAME, expected, differences)
     report["files"] = _compare_files(palace, expected, differences)
+    seconds["kg_files_s"] = time.monotonic() - step
+    report["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
     report["differences"] = len(differences)
     if differences:
         raise VerificationFailed(differences)
