@@ -2,6 +2,9 @@
 
     python benchmarks/bench_export.py [--drawers 20000] [--triples 12500] [--out DIR] [--dsn DSN] [--json OUT]
 
+With ``--dsn`` of a migrated palace (e.g. the 160K one: ``palace-pg migrate --palace P --dsn D``) it
+exports that database; --drawers/--triples are then only labels.
+
 Without ``--dsn`` a scratch database is created on the embedded server, filled
 directly (synthetic drawers and closets by binary COPY, a KG by ``bulk_load``:
 the shape a migration leaves) and dropped afterwards.  ``--out`` is where the
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import shutil
 import tempfile
@@ -88,16 +92,21 @@ def main() -> None:
 
         summary = export_palace(dsn, parent / "palace", progress=sample)
         wall = time.monotonic() - started
-        self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self_mb = usage.ru_maxrss / 1024
         child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         t = summary["timings"]
-        figures = {"drawers": args.drawers, "triples": args.triples, "written_to": str(parent),
+        figures = {"drawers": args.drawers, "triples": args.triples, "rows": summary["collections"],
+                   "kg": summary["kg"], "written_to": str(parent),
                    "export_s": round(t["total_s"] - t.get("verify_s", 0), 1), "verify_s": round(t.get("verify_s", 0), 1),
-                   "total_s": round(wall, 1), "peak_rss_mb": round(self_mb),
+                   "total_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+                   "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()], "peak_rss_mb": round(self_mb),
                    "peak_rss_mb_by_stage": {k: round(v) for k, v in peaks.items()}, "peak_child_rss_mb": round(child_mb),
                    "renormalised_by_chroma": {k: v["renormalised_by_chroma"]
                                               for k, v in summary["verification"]["collections"].items()},
-                   "timings": t}
+                   "timings": t, "verify_seconds": summary["verification"].get("seconds"),
+                   "chromadb_rows_read_in_full": {k: v.get("chromadb_rows_read_in_full")
+                                                  for k, v in summary["verification"]["collections"].items()}}
         print(json.dumps(figures, indent=2))
         if args.json:
             Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")

@@ -20,7 +20,7 @@ from palace_pg.cutover import cutover
 from palace_pg.dsn import connect
 from palace_pg.errors import PalacePgError, VerificationFailed
 from palace_pg.export import export_palace, verify_export
-from palace_pg.export.digests import chroma_returns, changed_rows
+from palace_pg.export.digests import changed_rows, chroma_preimage, chroma_returns
 from palace_pg.marker import has_marker
 from palace_pg.phases.base import MigrationOptions
 from palace_pg.target_db.fingerprint import target_fingerprint
@@ -86,6 +86,19 @@ def test_round_trip_palace_migrate_export_migrate_gives_the_same_fingerprint(sma
         verify_export(fresh_db, redo)
     assert [d["column"] for d in failed.value.differences] == ["source_file"]
 
+    # a row kept in mempalace.rejects is not exported, and said so; a row without a vector refuses the export
+    with connect(fresh_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO mempalace.rejects (collection, id, reason, payload, vector) VALUES "
+                     "('mempalace_drawers', 'drawer_nul', 'document: NUL', '{}'::bytea, NULL)")
+        kept = export_palace(fresh_db, tmp_path / "with_reject", verify=True)
+        assert kept["rejected_rows_not_exported"] == {"mempalace_drawers": 1}
+        victim = conn.execute("SELECT id FROM mempalace.drawers ORDER BY seq LIMIT 1").fetchone()[0]
+        conn.execute("UPDATE mempalace.drawers SET embedding = NULL WHERE id = %s", (victim,))
+    with pytest.raises(PalacePgError, match="without an embedding") as refused:
+        export_palace(fresh_db, tmp_path / "null_vector")
+    assert refused.value.data["rows_without_embedding"] == {"mempalace_drawers": 1} and victim in str(refused.value)
+    assert not (tmp_path / "null_vector").exists() and not (tmp_path / "null_vector.partial").exists()
+
 
 def test_chroma_returns_predicts_renormalisation():
     rng = np.random.default_rng(3)
@@ -94,6 +107,28 @@ def test_chroma_returns_predicts_renormalisation():
     returned = chroma_returns(v, "cosine")
     assert changed_rows(v, returned).any()  # ordinary unit vectors: some change in their last bit
     assert not changed_rows(returned, chroma_returns(returned, "l2")).any()
+
+
+def test_pre_images_make_chroma_return_the_database_bits(tmp_path):
+    """Real chromadb: vectors Chroma itself returned change again when re-added, their pre-images do not."""
+    import chromadb
+    from chromadb.config import Settings
+
+    rng = np.random.default_rng(4)
+    v = rng.normal(size=(1500, 384)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    from_chroma = chroma_returns(v, "cosine")  # what a real palace's get() gave the migration
+    client = chromadb.PersistentClient(path=str(tmp_path / "c"), settings=Settings(anonymized_telemetry=False))
+    got = {}
+    for label, vectors in (("plain", from_chroma), ("pre-images", chroma_preimage(from_chroma, "cosine"))):
+        col = client.create_collection(label, metadata={"hnsw:space": "cosine"}, embedding_function=None)
+        ids = [f"r{i}" for i in range(len(v))]
+        col.add(ids=ids, embeddings=vectors)
+        got[label] = np.asarray(col.get(ids=ids, include=["embeddings"])["embeddings"], dtype=np.float32)
+        assert np.array_equal(got[label].view(np.uint32), chroma_returns(vectors, "cosine").view(np.uint32))
+    plain, exact = changed_rows(from_chroma, got["plain"]).sum(), changed_rows(from_chroma, got["pre-images"]).sum()
+    assert plain > 100 and exact < plain / 5
+    assert not changed_rows(v, chroma_preimage(v, "l2")).any()  # other spaces are stored as given
 
 
 @pytest.fixture
@@ -152,7 +187,7 @@ def test_rollback_with_writes_keeps_postgres_writes_and_mempalace_opens_it(small
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "after_cutover" in proc.stdout
 
-    # a search with a query vector finds the new drawer; Chroma returns exactly the bits it must
+    # a search with a query vector finds the new drawer; Chroma returns exactly the bits predicted
     from mempalace.backends.chroma import ChromaBackend
 
     collection = ChromaBackend().get_collection(str(small_palace), "mempalace_drawers")
@@ -163,7 +198,8 @@ def test_rollback_with_writes_keeps_postgres_writes_and_mempalace_opens_it(small
     assert (type(meta["weight"]), type(meta["pinned"]), type(meta["count"])) == (float, bool, int)
     assert meta["big"] == 2 ** 62 and meta["huge"] == 1e300
     got = np.asarray(row.embeddings[0], dtype=np.float32)
-    assert np.array_equal(got.view(np.uint32), chroma_returns(vectors[1:2], "cosine")[0].view(np.uint32))
+    predicted = chroma_returns(chroma_preimage(vectors[1:2], "cosine"), "cosine")[0]  # the database's bits if found
+    assert np.array_equal(got.view(np.uint32), predicted.view(np.uint32))
 
     # the KG, through mempalace's own sqlite KnowledgeGraph
     from mempalace.knowledge_graph import KnowledgeGraph

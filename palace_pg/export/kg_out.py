@@ -11,25 +11,30 @@ the target holds them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 from ..kg.store import ENTITY_COLUMNS, TRIPLE_COLUMNS
 
 KG_FILENAME = "knowledge_graph.sqlite3"
 
 
-def write_kg(palace: Path, entities: list[dict], triples: list[dict]) -> dict:
+def write_kg(palace: Path, pages: dict[str, Iterable[list[dict]]]) -> dict:
+    """Write ``{"entities": pages, "triples": pages}`` (pages of rows with ``rowid``); returns the counts."""
     from mempalace.knowledge_graph import KnowledgeGraph
 
+    counts = {"entities": 0, "triples": 0}
     graph = KnowledgeGraph(str(Path(palace) / KG_FILENAME))
     try:
         conn = graph._conn()
         with graph._lock, conn:  # one transaction
-            for table, columns, rows in (("entities", ENTITY_COLUMNS, entities), ("triples", TRIPLE_COLUMNS, triples)):
+            for table, columns in (("entities", ENTITY_COLUMNS), ("triples", TRIPLE_COLUMNS)):
                 names = ("rowid",) + columns
                 # table and column names come from the fixed tuples in kg/store.py
-                conn.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                                 ([r.get("rowid")] + [r.get(c) for c in columns] for r in rows))
+                insert = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+                for rows in pages.get(table, ()):
+                    conn.executemany(insert, ([r.get("rowid")] + [r.get(c) for c in columns] for r in rows))
+                    counts[table] += len(rows)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a self-contained main file
     finally:
         graph.close()
-    return {"entities": len(entities), "triples": len(triples)}
+    return counts

@@ -23,6 +23,7 @@ from ..kg.store import KGStore
 from ..target_db import schema, state
 
 ROW_PAGE = 2000  # rows per server-side cursor fetch
+KG_PAGE = 10_000  # KG rows per keyset page
 
 
 @dataclass
@@ -97,6 +98,13 @@ class TargetSnapshot:
         return dict(self.conn.execute(sql.SQL("SELECT collection, count(*) FROM {} GROUP BY 1")
                                       .format(schema.qualified("rejects"))).fetchall())
 
+    def null_embeddings(self, coll: TargetCollection, listed: int = 10) -> tuple[int, list[str]]:
+        """(how many rows have no embedding, the first ``listed`` of their ids)."""
+        count, ids = self.conn.execute(sql.SQL(
+            "SELECT count(*), (array_agg(id ORDER BY seq, id))[1:%s] FROM {} WHERE embedding IS NULL")
+            .format(schema.qualified(coll.table)), (listed,)).fetchone()
+        return count, ids or []
+
     # -- rows ----------------------------------------------------------------------------
     def pages(self, coll: TargetCollection, page: int = ROW_PAGE) -> Iterator[RowPage]:
         """Rows in ``seq`` order (the order they were read from Chroma, then written since), paged.
@@ -119,6 +127,20 @@ class TargetSnapshot:
                 yield RowPage([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], vectors)
 
     # -- knowledge graph -----------------------------------------------------------------
+    def kg_pages(self, table: str, page: int = KG_PAGE) -> Iterator[list[dict]]:
+        """The rows of ``entities`` or ``triples`` in rowid order, with ``rowid``, ``page`` at a time.
+
+        Paged (keyset on the rowid index) because one fetch of 100K triples as JSON
+        took ~500 MB of RSS while parsed; a page at a time stays small.
+        """
+        after = 0
+        while True:
+            rows = self.store.rows(table, after, page)
+            if not rows:
+                return
+            yield rows
+            after = rows[-1]["rowid"]
+
     def kg_rows(self, table: str) -> list[dict]:
         """Every row of ``entities`` or ``triples`` in rowid order, with ``rowid``."""
-        return self.store.rows(table, 0, None)
+        return [row for page in self.kg_pages(table) for row in page]
