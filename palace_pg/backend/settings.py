@@ -52,6 +52,9 @@ class SearchSettings:
     #: k 10 / k 20: 2K rows 1.04 / 1.14 ms, 5.5K 1.82 / 2.00 ms, 10K 2.81 / 3.06 ms, 20K 6.93 / 7.89 ms,
     #: 40K 20.0 ms (HNSW: 0.8 / 1.4 ms).  Embedding the query with MiniLM costs ~35 ms.
     exact_unfiltered_max_rows: int = 10_000
+    #: ``run_maintenance("wing_indexes")`` / ``palace-pg maintain`` give each wing above this many rows
+    #: a partial HNSW index (backend/wing_indexes.py); smaller wings are searched exactly in a few ms.
+    wing_index_min_rows: int = 10_000
     #: A filter matching at most this many rows is searched exactly (recall 1.0).
     exact_max_rows: int = 100_000
     #: Larger filtered subsets: HNSW iterative scan with these settings, exact fallback if short.
