@@ -55,7 +55,7 @@ from psycopg import sql
 from ..target_db.schema import qualified
 from . import wing_indexes
 from .filters import Predicate
-from .settings import SearchSettings
+from .settings import HNSW_EF_MAX, SearchSettings
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,8 @@ class Planner:
         """
         stmt = self._hnsw_statement(table, pred, cols, iterative=not only_wing)
         s = self.settings
-        tuning = (s.ef_for(k, iterative=True), "off" if only_wing else "relaxed_order", s.max_scan_tuples)
+        ef = min(HNSW_EF_MAX, max(s.wing_ef_search, s.ef_for(k, iterative=True)))
+        tuning = (ef, "off" if only_wing else "relaxed_order", s.max_scan_tuples)
         with conn.transaction():
             conn.execute(_SET_HNSW, _set_params(tuning, local=True))
             conn.execute(WING_INDEX_SETTINGS)
