@@ -42,7 +42,7 @@ from bench_search import POOL_K, Case, ground_truth, load_postgres, measure, run
 from palace_pg import query_sets  # noqa: E402
 from palace_pg.backend import PostgresBackend  # noqa: E402
 from palace_pg.backend.settings import SearchSettings  # noqa: E402
-from palace_pg.phases.indexes_phase import hnsw_memory_bytes  # noqa: E402
+from palace_pg.phases.indexes_phase import hnsw_work_mem  # noqa: E402
 from palace_pg.testing import backend as pg_testing  # noqa: E402
 
 log = logging.getLogger("bench_hnsw_params")
@@ -58,8 +58,7 @@ def rebuild_hnsw(dsn: str, rows: int, dim: int, m: int, ef_construction: int) ->
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DROP INDEX IF EXISTS mempalace.drawers_embedding_hnsw")
-        mem = min(max(hnsw_memory_bytes(rows, dim) * 5 // 4, 64 << 20), 8 << 30) // (1 << 20)
-        conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{mem}MB")))
+        conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(hnsw_work_mem(rows, dim))))
         conn.execute("SET max_parallel_maintenance_workers = 2")
         t = time.perf_counter()
         conn.execute(sql.SQL("CREATE INDEX drawers_embedding_hnsw ON mempalace.drawers USING hnsw "

@@ -14,6 +14,7 @@ import uuid
 import numpy as np
 import psycopg
 import pytest
+from palaces import generated as generated_palace
 from pgvector.psycopg import register_vector
 
 from palace_pg import engine, query_sets
@@ -23,8 +24,6 @@ from palace_pg.backend.search_plan import WING_HNSW, WING_INDEX_SETTINGS
 from palace_pg.cli import main as cli_main
 from palace_pg.phases.base import MigrationOptions
 from palace_pg.testing import backend as pg_testing
-
-from palaces import generated as generated_palace
 
 DRAWERS = 1200
 K = 10
@@ -46,7 +45,7 @@ def migrated(pg_server, tmp_path_factory):
     rooms = np.array([r[2] or "" for r in rows])
     vectors = np.stack([np.asarray(r[3].to_numpy(), dtype=np.float32) for r in rows])
     sizes = _wing_sizes(wings)
-    min_rows = sorted(sizes.values())[-1] // 2  # the largest wing (at least) indexed, the small ones not
+    min_rows = max(sizes.values()) // 2  # the largest wing (at least) indexed, the small ones not
     assert any(n <= min_rows for n in sizes.values()), sizes
     yield dsn, ids, wings, rooms, vectors, min_rows
     pg_server.drop_database(name)
@@ -79,7 +78,7 @@ def _exact(vectors, mask, q, k=K):
 
 
 def _check_answers(collection, migrated, where_of, n_queries=12, expect_plan=None):
-    _dsn, _ids, wings, rooms, vectors, _min = migrated
+    vectors = migrated[4]
     queries = query_sets.mixtures(vectors, n_queries, np.random.default_rng(5)).vectors
     plans = set()
     for i, q in enumerate(queries):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from typing import Any, Optional
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -89,7 +89,12 @@ def build(conn: psycopg.Connection, table: str, *, min_rows: int = MIN_ROWS, m: 
         raise ValueError("wing indexes are built with CREATE INDEX CONCURRENTLY: pass an autocommit connection")
     sizes = {w: n for w, n in wing_sizes(conn, table).items() if n > min_rows}
     built, rebuilt, kept, wings = [], [], [], {}
-    from ..phases.indexes_phase import hnsw_memory_bytes, parallel_hnsw_allowed
+    from ..phases.indexes_phase import hnsw_work_mem, parallel_hnsw_allowed
+    from .maintenance import (
+        column_dimension,  # maintenance dispatches here: imported late
+    )
+
+    dimension = column_dimension(conn, table) or 384
 
     workers = 2 if parallel_hnsw_allowed(conn) else 0
     for n, (wing, rows) in enumerate(sorted(sizes.items(), key=lambda kv: -kv[1])):
@@ -104,8 +109,7 @@ def build(conn: psycopg.Connection, table: str, *, min_rows: int = MIN_ROWS, m: 
             if current == "invalid":
                 log.warning("wing index %s is INVALID (an interrupted build): rebuilding", name)
                 conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(SCHEMA, name)))
-            mem = min(max(hnsw_memory_bytes(rows, 384) * 5 // 4, 64 << 20), 8 << 30) // (1 << 20)
-            conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{mem}MB")))
+            conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(hnsw_work_mem(rows, dimension))))
             conn.execute(sql.SQL("SET max_parallel_maintenance_workers = {}").format(sql.Literal(workers)))
             started = time.perf_counter()
             try:
@@ -122,7 +126,7 @@ def build(conn: psycopg.Connection, table: str, *, min_rows: int = MIN_ROWS, m: 
             "min_rows": min_rows, "wings": wings}
 
 
-def wing_of(where: Optional[dict]) -> tuple[Optional[str], bool]:
+def wing_of(where: dict | None) -> tuple[str | None, bool]:
     """The wing a ``where`` pins (``{"wing": w}``, ``{"wing": {"$eq": w}}``, or inside a top-level ``$and``).
 
     Second value: whether the wing is the whole filter (then the partial index's rows are exactly
