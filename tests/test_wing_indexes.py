@@ -130,6 +130,9 @@ def test_maintain_builds_valid_wing_indexes_and_a_rerun_does_nothing(migrated, c
             assert "USING hnsw" in definition and f"WHERE (wing = '{w}'" in definition
     again = _maintain(dsn, min_rows, capsys)
     assert again["status"] == "noop" and again["built"] == [] and set(again["kept"]) == expected
+    assert cli_main(["maintain", "--dsn", dsn, "--min-rows", str(min_rows)]) == 0  # what an operator reads
+    text = capsys.readouterr().out
+    assert "mempalace_drawers: noop" in text and f"kept {len(expected)} of {len(expected)} large wings" in text
 
 
 def test_filtered_search_uses_the_wing_index_and_matches_exact(migrated, collection, capsys):
