@@ -38,8 +38,9 @@ and warns when it does not.
 ``--maintain`` runs the post-cutover maintenance step before querying
 (``run_maintenance("wing_indexes")``, what ``palace-pg maintain`` does: a
 partial HNSW index per wing above 10K rows, backend/wing_indexes.py) and
-reports its time; the wing filters then run on those indexes (plan
-``wing_hnsw``).
+reports its time; ``--wing-ef`` cases (``wing N% index ef=E``) then query
+those indexes (plan ``wing_hnsw``) where the planner itself keeps the exact
+plan (filters up to ``exact_max_rows`` matching rows).
 
 The machine is shared: ``--rounds N`` measures every case N times,
 interleaved, and reports the medians.  ``--ef-search`` adds unfiltered runs
@@ -103,8 +104,9 @@ def cases(k: int, ef_values=(), wing_ef_values=()) -> list[Case]:
     out += [Case(label, wing=wing, k=k) for label, wing in FILTERS.items() if wing]
     out += [Case(f"unfiltered ef={ef}", k=k, options=(("ef_search", ef), ("ef_per_k", 0),
                                                       ("exact_unfiltered_max_rows", 0))) for ef in ef_values]
-    out += [Case(f"{label} ef={ef}", wing=wing, k=k, options=(("wing_ef_search", ef), ("iterative_ef_search", 0),
-                                                             ("ef_per_k", 0)))
+    # exact_max_rows 0: the wing's own index even where the planner would scan the wing exactly
+    out += [Case(f"{label} index ef={ef}", wing=wing, k=k, options=(
+                ("wing_ef_search", ef), ("iterative_ef_search", 0), ("ef_per_k", 0), ("exact_max_rows", 0)))
             for ef in wing_ef_values for label, wing in FILTERS.items() if wing]
     return out
 

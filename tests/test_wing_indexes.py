@@ -56,8 +56,9 @@ def collection(migrated, tmp_path):
     dsn = migrated[0]
     backend = PostgresBackend()
     path = pg_testing.claim_palace(tmp_path / "palace", dsn, {"mempalace_drawers": migrated[4].shape[1]})
+    # exact_max_rows below the indexed wings: their filters leave the exact plan for the wing index
     yield backend.get_collection(str(path), "mempalace_drawers", False,
-                                 options={"wing_index_min_rows": migrated[5]})
+                                 options={"wing_index_min_rows": migrated[5], "exact_max_rows": migrated[5]})
     backend.close()
 
 
@@ -148,7 +149,7 @@ def test_filtered_search_uses_the_wing_index_and_matches_exact(migrated, collect
                             "ORDER BY embedding <=> %s LIMIT 10",
                             [wing, np.ones(migrated[4].shape[1], dtype=np.float32)], prepare=False).fetchall()
     assert wing_indexes.index_name("drawers", wing) in " ".join(r[0] for r in plan)
-    # a wing and a room: the wing's index with an iterative scan, or exact for a small room
+    # a wing and a room: the wing's index with an iterative scan (exact for a room within exact_max_rows)
     room = str(rooms[wings == wing][0])
     _check_answers(collection, migrated, lambda i: ({"$and": [{"wing": wing}, {"room": room}]},
                                                     (wings == wing) & (rooms == room)))

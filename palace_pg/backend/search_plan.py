@@ -23,11 +23,11 @@ rows the filter matches, counted through the btrees (capped, cached briefly):
   a large wing);
 * more: HNSW with ``hnsw.iterative_scan = relaxed_order`` and a larger
   ``ef_search``, re-sorted; if it comes back short, the exact plan runs;
-* a filter pinning one wing that has a partial HNSW index (built after the
-  cutover by ``palace-pg maintain``, backend/wing_indexes.py): that index, whose
-  rows are the wing's (iterative scan when the filter has more conditions),
-  with the plan unprepared so the bound wing proves the index predicate; a
-  short answer falls back to exact.
+* more, and the filter pins one wing that has a partial HNSW index (built
+  after the cutover by ``palace-pg maintain``, backend/wing_indexes.py): that
+  index instead of the iterative scan, whose rows are the wing's (iterative
+  scan when the filter has more conditions), with the plan unprepared so the
+  bound wing proves the index predicate; a short answer falls back to exact.
 
 The HNSW settings are given to each pooled connection's session once (and
 again only when they change) instead of ``SET LOCAL`` in a transaction per
@@ -135,14 +135,6 @@ class Planner:
     def choose(self, conn: psycopg.Connection, table: str, pred: Predicate,
                wing: tuple[str | None, bool] = (None, False)) -> PlanChoice:
         """``wing``: the wing the filter pins and whether it is the whole filter (wing_indexes.wing_of)."""
-        if wing[0] is not None and self.has_wing_index(conn, table, wing[0]):
-            if wing[1]:
-                return PlanChoice(WING_HNSW)
-            # More conditions than the wing (a room): a small subset is cheaper exactly.
-            matching = self.matching_rows(conn, table, pred, cap=self.settings.exact_unfiltered_max_rows + 1)
-            if matching <= self.settings.exact_unfiltered_max_rows:
-                return PlanChoice(EXACT, matching)
-            return PlanChoice(WING_HNSW, matching)
         if pred.is_true:
             small = self.settings.exact_unfiltered_max_rows
             if small > 0:
@@ -153,6 +145,11 @@ class Planner:
         matching = self.matching_rows(conn, table, pred)
         if matching <= self.settings.exact_max_rows:
             return PlanChoice(EXACT, matching)
+        # A wing's own index beats the iterative scan of the whole table's (recall 0.81–0.94 against
+        # 0.34–0.88 at 160K on off-distribution queries), but not the exact plan's 1.0: it replaces
+        # only the iterative plan (lower exact_max_rows to trade recall for latency).
+        if wing[0] is not None and self.has_wing_index(conn, table, wing[0]):
+            return PlanChoice(WING_HNSW, matching)
         return PlanChoice(ITERATIVE, matching)
 
     # -- execution -----------------------------------------------------------------------

@@ -16,6 +16,17 @@ meanwhile.  Rerunning keeps the valid ones (``noop`` when all are there) and
 rebuilds one an interrupted build left INVALID: resumable.  Until they exist
 the planner answers exactly as before (exact scan or iterative scan).
 
+Measured at 160K synthetic drawers (benchmarks/results/search_160k_maintained.json,
+200 off-distribution mixture queries, exact top-10 within the wing as truth,
+load average ~17 on 2 cores): recall@10 on the 11% / 30% wing's index 0.83 /
+0.81 at ef_search 200 and 0.94 / 0.90 at 400 (CPU 2.6–4.7 ms a query), against
+1.0 for the exact plan.  A wing's nearest rows to a query from elsewhere sit on
+its clusters' edges, where a graph of the wing alone navigates poorly.  So the
+planner uses a wing's index only where it would otherwise run the iterative
+scan (more than ``exact_max_rows`` matching rows, default 100K); an operator
+lowers ``exact_max_rows`` (``PALACE_PG_EXACT_MAX_ROWS``) to trade that recall for
+latency on wings it leaves above the line.
+
 Only wings above ``min_rows`` get one: below it an exact scan of the wing's
 rows costs a few ms (the same cost line as ``exact_unfiltered_max_rows``).
 An index's name is derived from its wing (a hash: wing names are free text),
