@@ -77,7 +77,7 @@ def query_pair(palace: Path, queries: np.ndarray, truths: dict, efs: list, round
         for ef in [*efs, POLICY]:
             options = {"exact_unfiltered_max_rows": 0}
             if ef != POLICY:
-                options |= {"ef_search": ef, "ef_per_k": 0}
+                options |= {"ef_search": ef, "ef_per_k": 0, "rows_per_ef": 0}
             cols[(k, ef)] = PostgresBackend().get_collection(str(palace), "mempalace_drawers", False, options=options)
             runs[(k, ef)] = []
     for r in range(rounds):
@@ -96,8 +96,11 @@ def query_pair(palace: Path, queries: np.ndarray, truths: dict, efs: list, round
             if key in res:
                 res[key] = round(float(np.median([x[key] for x in results])), 3)
         res["rounds_p50_ms"] = [x["p50_ms"] for x in results]
+        planner = cols[(k, ef)]._handle.planner
+        with cols[(k, ef)]._handle.pool.connection() as conn:
+            rows = planner.table_rows(conn, "drawers")
         res |= {"plan": "hnsw", "k": k, "query_kind": query_sets.MIXTURE,
-                "ef_search": cols[(k, ef)]._handle.planner.settings.ef_for(k), "ef_policy": ef == POLICY}
+                "ef_search": planner.settings.ef_for(k, rows=rows), "ef_policy": ef == POLICY}
         out[f"k={k} ef={ef}"] = res
         log.info("  k=%-3d ef=%-7s (%4d) p50 %.2f ms cpu %.2f ms recall %.4f", k, ef, res["ef_search"],
                  res["p50_ms"], res.get("cpu_ms", -1), res["recall_at_k"])

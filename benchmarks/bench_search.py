@@ -102,7 +102,7 @@ def cases(k: int, ef_values=(), wing_ef_values=()) -> list[Case]:
            Case("unfiltered hnsw", k=k, options=(("exact_unfiltered_max_rows", 0),)),
            Case(f"unfiltered hnsw k={POOL_K}", k=POOL_K, options=(("exact_unfiltered_max_rows", 0),))]
     out += [Case(label, wing=wing, k=k) for label, wing in FILTERS.items() if wing]
-    out += [Case(f"unfiltered ef={ef}", k=k, options=(("ef_search", ef), ("ef_per_k", 0),
+    out += [Case(f"unfiltered ef={ef}", k=k, options=(("ef_search", ef), ("ef_per_k", 0), ("rows_per_ef", 0),
                                                       ("exact_unfiltered_max_rows", 0))) for ef in ef_values]
     # exact_max_rows 0: the wing's own index even where the planner would scan the wing exactly
     out += [Case(f"{label} index ef={ef}", wing=wing, k=k, options=(
@@ -258,10 +258,12 @@ def run_postgres(palace: Path, queries: dict, truths: dict, case_list: list[Case
         planner: Planner = col._handle.planner
         with col._handle.pool.connection() as conn:
             res["plan"] = planner.choose(conn, col.table, compile_where(c.where), wing_of(c.where)).kind
+            table_rows = planner.table_rows(conn, col.table)
         st = planner.settings
         res["ef_search"] = (None if res["plan"] == "exact" else
                             max(st.wing_ef_search, st.ef_for(c.k, iterative=True)) if res["plan"] == "wing_hnsw" else
-                            st.ef_for(c.k, iterative=res["plan"] == "iterative"))
+                            st.ef_for(c.k, iterative=res["plan"] == "iterative",
+                                      rows=table_rows if res["plan"] == "hnsw" else None))
         out[c.label] = res | {"k": c.k, "query_kind": c.kind}
     return out
 

@@ -52,7 +52,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from ..target_db.schema import qualified
+from ..target_db.schema import SCHEMA, qualified
 from . import wing_indexes
 from .filters import Predicate
 from .settings import HNSW_EF_MAX, SearchSettings
@@ -223,9 +223,24 @@ class Planner:
                        "ORDER BY embedding <=> %s LIMIT %s").format(cols=cols.select("x"), t=qualified(table),
                                                                    f=pred.sql)
 
+    def table_rows(self, conn: psycopg.Connection, table: str) -> int:
+        """The table's size as the statistics have it (``reltuples``; 0 before the first ANALYZE), cached."""
+        key = (table, "reltuples")
+        now = time.monotonic()
+        with self._lock:
+            hit = self._counts.get(key)
+        if hit and now - hit[1] < self.settings.count_ttl:
+            return hit[0]
+        row = conn.execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass(%s)",
+                           [f"{SCHEMA}.{table}"]).fetchone()
+        rows = int(row[0]) if row else 0
+        with self._lock:
+            self._counts[key] = (rows, now)
+        return rows
+
     def _hnsw(self, conn, table, vector, k, pred, cols, *, iterative: bool) -> list[tuple]:
         s = self.settings
-        ef = s.ef_for(k, iterative=iterative)
+        ef = s.ef_for(k, iterative=iterative, rows=None if iterative else self.table_rows(conn, table))
         stmt = self._hnsw_statement(table, pred, cols, iterative=iterative)
         params = [vector, *pred.params, vector, k]
         tuning = (ef, "relaxed_order" if iterative else "off", s.max_scan_tuples)

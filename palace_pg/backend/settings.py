@@ -46,6 +46,12 @@ class SearchSettings:
     #: k 20 at ef 200 gave recall 1.0 at 10K–20K rows (p50 1.4–1.5 ms) but 0.9935 at 40K; k 10 at ef 100
     #: gave 0.976 at 40K.  So 10 is a floor, not yet the 0.995 target above ~20K (not measured at 160K).
     ef_per_k: int = 10
+    #: ef_search grows with the table: at least ``rows / rows_per_ef`` (0: off).  Off-distribution
+    #: mixture queries, m 16 (benchmarks/results/hnsw_params*.json, 200 queries, k 10 / 20): at 40K
+    #: rows ef 200 gave 0.989 / 0.988 (ef_construction 100) and 0.999 / 0.9975 (200), ef 400 0.9995 /
+    #: 0.9998; at 160K ef 300 gave only 0.93 / 0.93 (100) and 0.977 / 0.978 (200), m 24 / 200: 0.985 /
+    #: 0.987.  One ef per 160 rows: 250 at 40K, the cap (1000) at 160K.
+    rows_per_ef: int = 160
     #: An unfiltered search of a collection of at most this many rows is exact (recall 1.0): the
     #: scan stays within a few ms there.  Measured through PostgresBackend with documents and
     #: metadatas (benchmarks/bench_exact_threshold.py, compacted table, 2 shared cores), exact p50
@@ -68,10 +74,12 @@ class SearchSettings:
     #: Lexical search: candidates scored with BM25 (Chroma keeps 500 too).
     lexical_window: int = 500
 
-    def ef_for(self, k: int, *, iterative: bool = False) -> int:
-        """hnsw.ef_search for a top-``k`` search: the configured floor, raised with k, at most 1000."""
+    def ef_for(self, k: int, *, iterative: bool = False, rows: int | None = None) -> int:
+        """hnsw.ef_search for a top-``k`` search: the configured floor, raised with k and with the
+        table's ``rows`` (when known), at most 1000."""
         floor = self.iterative_ef_search if iterative else self.ef_search
-        return min(HNSW_EF_MAX, max(floor, self.ef_per_k * int(k), int(k)))
+        by_size = int(rows) // self.rows_per_ef if rows and self.rows_per_ef > 0 else 0
+        return min(HNSW_EF_MAX, max(floor, self.ef_per_k * int(k), int(k), by_size))
 
     @classmethod
     def resolve(cls, options: Optional[dict] = None, stored: Optional[dict] = None) -> "SearchSettings":
