@@ -14,7 +14,7 @@ DSN, first match wins:
 
 Search tuning, first match wins: ``options``, environment
 (``PALACE_PG_EF_SEARCH``, ``PALACE_PG_EXACT_MAX_ROWS``,
-``PALACE_PG_EXACT_UNFILTERED_MAX_ROWS``), the ``search`` key
+``PALACE_PG_EXACT_UNFILTERED_MAX_ROWS``, ``PALACE_PG_ROWS_PER_EF``), the ``search`` key
 of ``backend_meta``, then the defaults below.
 """
 
@@ -46,11 +46,13 @@ class SearchSettings:
     #: k 20 at ef 200 gave recall 1.0 at 10K–20K rows (p50 1.4–1.5 ms) but 0.9935 at 40K; k 10 at ef 100
     #: gave 0.976 at 40K.  So 10 is a floor, not yet the 0.995 target above ~20K (not measured at 160K).
     ef_per_k: int = 10
-    #: ef_search grows with the table: at least ``rows / rows_per_ef`` (0: off).  Off-distribution
-    #: mixture queries, m 16 (benchmarks/results/hnsw_params*.json, 200 queries, k 10 / 20): at 40K
-    #: rows ef 200 gave 0.989 / 0.988 (ef_construction 100) and 0.999 / 0.9975 (200), ef 400 0.9995 /
-    #: 0.9998; at 160K ef 300 gave only 0.93 / 0.93 (100) and 0.977 / 0.978 (200), m 24 / 200: 0.985 /
-    #: 0.987.  One ef per 160 rows: 250 at 40K, the cap (1000) at 160K.
+    #: ef_search grows with the table: at least ``rows / rows_per_ef`` (0: off; PALACE_PG_ROWS_PER_EF).
+    #: Recall first: off-distribution mixture queries (benchmarks/results/hnsw_params*.json, 200
+    #: queries, recall@10 / @20 against exact) lose recall with size at a fixed ef.  m 16 /
+    #: ef_construction 100: 40K rows, ef 200 0.989 / 0.988, ef 400 0.9995 / 0.9998; 160K, ef 100 0.90 /
+    #: 0.90, ef 500 0.96 / 0.97, ef 1000 0.988 / 0.991 (7.3 / 7.9 ms CPU a query).  Chroma (hnswlib
+    #: M 16, ef 100) on the same 160K and queries: 0.951 / 0.949.  One ef per 160 rows: 250 at 40K,
+    #: the cap (1000) from 160K; 0 gives back ef 100 at 160K (~1.3 ms idle, recall 0.90).
     rows_per_ef: int = 160
     #: An unfiltered search of a collection of at most this many rows is exact (recall 1.0): the
     #: scan stays within a few ms there.  Measured through PostgresBackend with documents and
@@ -97,6 +99,8 @@ def _from_env() -> dict:
         out["ef_search"] = int(os.environ["PALACE_PG_EF_SEARCH"])
     if os.environ.get("PALACE_PG_EXACT_MAX_ROWS"):
         out["exact_max_rows"] = int(os.environ["PALACE_PG_EXACT_MAX_ROWS"])
+    if os.environ.get("PALACE_PG_ROWS_PER_EF"):
+        out["rows_per_ef"] = int(os.environ["PALACE_PG_ROWS_PER_EF"])
     if os.environ.get("PALACE_PG_EXACT_UNFILTERED_MAX_ROWS"):
         out["exact_unfiltered_max_rows"] = int(os.environ["PALACE_PG_EXACT_UNFILTERED_MAX_ROWS"])
     return out
