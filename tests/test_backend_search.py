@@ -128,9 +128,9 @@ def test_ef_search_is_configurable(open_palace, generated, monkeypatch):
     q = [data.queries[0]]
     default = open_palace()
     default.query(query_embeddings=q, n_results=K)
-    assert _session(default, "hnsw.ef_search") == "100"
-    default.query(query_embeddings=q, n_results=20)  # MemPalace's pool: ef grows with k
     assert _session(default, "hnsw.ef_search") == "200"
+    default.query(query_embeddings=q, n_results=30)  # ef grows with k
+    assert _session(default, "hnsw.ef_search") == "300"
 
     tuned = open_palace(ef_search=37, ef_per_k=0, rows_per_ef=0)
     tuned.query(query_embeddings=q, n_results=K)
@@ -240,7 +240,7 @@ def test_ef_search_grows_with_the_table():
     from palace_pg.backend.settings import SearchSettings
 
     s = SearchSettings()
-    assert s.ef_for(10, rows=5_500) == 100 and s.ef_for(20, rows=5_500) == 200  # floor and k rule
-    assert s.ef_for(10, rows=40_000) == 40_000 // s.rows_per_ef
-    assert s.ef_for(10, rows=160_000) == 1000 and s.ef_for(10, rows=10**7) == 1000  # pgvector's cap
-    assert SearchSettings(rows_per_ef=0).ef_for(10, rows=160_000) == 100
+    assert s.ef_for(10, rows=5_500) == 200 and s.ef_for(30, rows=5_500) == 300  # floor and k rule
+    assert s.ef_for(10, rows=40_000) == 200 and s.ef_for(10, rows=96_000) == 300
+    assert s.ef_for(10, rows=160_000) == 500 and s.ef_for(10, rows=10**7) == 1000  # pgvector's cap
+    assert SearchSettings(rows_per_ef=0).ef_for(10, rows=160_000) == 200

@@ -39,7 +39,9 @@ class SearchSettings:
     #: what the palace gave before the move.  At 160K clustered synthetic drawers (m 16,
     #: ef_construction 100), three builds: recall@10 0.994 / 0.9975 / 0.9865 at 100 against
     #: 0.994 / 0.9965 / 0.9865 at 64, which is ~0.3 ms faster (PALACE_PG_EF_SEARCH=64).
-    ef_search: int = 100
+    #: Since issue 14 the floor is 200: off-distribution queries at 40K rows (m 24 / ef_construction 200)
+    #: gave recall@10 0.9895 at 100 and 0.995 at 200 (benchmarks/results/hnsw_params.json).
+    ef_search: int = 200
     #: ef_search grows with k: at least ``ef_per_k * k`` (capped at pgvector's 1000).  MemPalace asks
     #: for a pool of 4n (20 for n = 5) for its re-rank.  Measured (benchmarks/bench_exact_threshold.py,
     #: 2 shared cores, synthetic drawers, 100 off-distribution mixture queries, m 16 / ef_construction 100):
@@ -51,9 +53,10 @@ class SearchSettings:
     #: queries, recall@10 / @20 against exact) lose recall with size at a fixed ef.  m 16 /
     #: ef_construction 100: 40K rows, ef 200 0.989 / 0.988, ef 400 0.9995 / 0.9998; 160K, ef 100 0.90 /
     #: 0.90, ef 500 0.96 / 0.97, ef 1000 0.988 / 0.991 (7.3 / 7.9 ms CPU a query).  Chroma (hnswlib
-    #: M 16, ef 100) on the same 160K and queries: 0.951 / 0.949.  One ef per 160 rows: 250 at 40K,
-    #: the cap (1000) from 160K; 0 gives back ef 100 at 160K (~1.3 ms idle, recall 0.90).
-    rows_per_ef: int = 160
+    #: M 16, ef 100) on the same 160K and queries: 0.951 / 0.949.  m 24 / ef_construction 200 (the
+    #: default build since): 160K, ef 500 0.995 / 0.997 (3.8 / 4.2 ms CPU), ef 800 0.9975 / 0.9988.
+    #: One ef per 320 rows: 500 at 160K, the ef_search floor (200) up to 64K; 0: the floor at any size.
+    rows_per_ef: int = 320
     #: An unfiltered search of a collection of at most this many rows is exact (recall 1.0): the
     #: scan stays within a few ms there.  Measured through PostgresBackend with documents and
     #: metadatas (benchmarks/bench_exact_threshold.py, compacted table, 2 shared cores), exact p50
