@@ -1,7 +1,8 @@
 """`palace-pg maintain`: the work kept out of the downtime window, run on the live database after the cutover.
 
-Today: a partial HNSW index for each large wing (backend/wing_indexes.py), so
-wing-filtered searches of large wings are fast and k rows come back.  Built
+Today: a partial HNSW index for each large wing (backend/wing_indexes.py), which
+wing filters matching more than ``exact_max_rows`` rows use instead of the
+iterative scan (k rows of the wing, better recall); smaller ones stay exact.  Built
 with CREATE INDEX CONCURRENTLY (MemPalace keeps reading and writing); a rerun
 builds only what is missing or was left INVALID by an interrupted run.
 """
