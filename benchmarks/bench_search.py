@@ -3,6 +3,7 @@
     python benchmarks/bench_search.py [--rows 160000] [--queries 200] [--dsn postgresql://…/db]
                                       [--out bench_search.json] [--skip-chroma] [--no-compact]
                                       [--db NAME [--reuse]] [--rounds 3] [--ef-search 40,64,100]
+                                      [--maintain]
 
 Builds ``--rows`` drawers (palace_pg.testing.backend.synthetic_drawers:
 clustered 384-d vectors, wings of 30% … 1% correlated with the clusters),
@@ -33,6 +34,13 @@ drawers from an earlier run is queried as it is (the data are deterministic),
 which skips the ~3 minutes of loading at 160K while iterating on the planner.
 The HNSW index must fit ``shared_buffers`` to be fast: the run reports both
 and warns when it does not.
+
+``--maintain`` runs the post-cutover maintenance step before querying
+(``run_maintenance("wing_indexes")``, what ``palace-pg maintain`` does: a
+partial HNSW index per wing above 10K rows, backend/wing_indexes.py) and
+reports its time; ``--wing-ef`` cases (``wing N% index ef=E``) then query
+those indexes (plan ``wing_hnsw``) where the planner itself keeps the exact
+plan (filters up to ``exact_max_rows`` matching rows).
 
 The machine is shared: ``--rounds N`` measures every case N times,
 interleaved, and reports the medians.  ``--ef-search`` adds unfiltered runs
@@ -88,14 +96,18 @@ class Case:
         return {"wing": self.wing} if self.wing else None
 
 
-def cases(k: int, ef_values=()) -> list[Case]:
+def cases(k: int, ef_values=(), wing_ef_values=()) -> list[Case]:
     out = [Case("unfiltered", k=k), Case(f"unfiltered k={POOL_K}", k=POOL_K),
            Case("unfiltered in-distribution", k=k, kind=IN_DISTRIBUTION),
            Case("unfiltered hnsw", k=k, options=(("exact_unfiltered_max_rows", 0),)),
            Case(f"unfiltered hnsw k={POOL_K}", k=POOL_K, options=(("exact_unfiltered_max_rows", 0),))]
     out += [Case(label, wing=wing, k=k) for label, wing in FILTERS.items() if wing]
-    out += [Case(f"unfiltered ef={ef}", k=k, options=(("ef_search", ef), ("ef_per_k", 0),
+    out += [Case(f"unfiltered ef={ef}", k=k, options=(("ef_search", ef), ("ef_per_k", 0), ("rows_per_ef", 0),
                                                       ("exact_unfiltered_max_rows", 0))) for ef in ef_values]
+    # exact_max_rows 0: the wing's own index even where the planner would scan the wing exactly
+    out += [Case(f"{label} index ef={ef}", wing=wing, k=k, options=(
+                ("wing_ef_search", ef), ("iterative_ef_search", 0), ("ef_per_k", 0), ("exact_max_rows", 0)))
+            for ef in wing_ef_values for label, wing in FILTERS.items() if wing]
     return out
 
 
@@ -199,6 +211,17 @@ def load_postgres(dsn: str, data: pg_testing.SyntheticSet, palace: Path, compact
     return timings
 
 
+def maintain(palace: Path) -> dict:
+    """The post-cutover step: per-wing partial HNSW indexes (timed; not downtime)."""
+    from palace_pg.backend import wing_indexes
+
+    col = PostgresBackend().get_collection(str(palace), "mempalace_drawers", False)
+    t = time.perf_counter()
+    result = col.run_maintenance(wing_indexes.KIND)
+    return {"status": result.status, "seconds": round(time.perf_counter() - t, 2),
+            "wings": {w: {k: v[k] for k in ("rows", "state", "seconds")} for w, v in result.stats.get("wings", {}).items()}}
+
+
 def run_postgres(palace: Path, queries: dict, truths: dict, case_list: list[Case], *, rounds: int = 1) -> dict:
     """Every case ``rounds`` times, interleaved (round 1 of all cases, then round 2 …).
 
@@ -206,6 +229,7 @@ def run_postgres(palace: Path, queries: dict, truths: dict, case_list: list[Case
     the rounds' figures, each round's p50 is kept in ``rounds_p50_ms``.
     """
     from palace_pg.backend.filters import compile_where
+    from palace_pg.backend.wing_indexes import wing_of
 
     cols = {c.label: PostgresBackend().get_collection(str(palace), "mempalace_drawers", False,
                                                       options=dict(c.options) or None) for c in case_list}
@@ -233,14 +257,18 @@ def run_postgres(palace: Path, queries: dict, truths: dict, case_list: list[Case
         res["rounds_p50_ms"] = [x["p50_ms"] for x in results]
         planner: Planner = col._handle.planner
         with col._handle.pool.connection() as conn:
-            res["plan"] = planner.choose(conn, col.table, compile_where(c.where)).kind
-        res["ef_search"] = planner.settings.ef_for(c.k, iterative=res["plan"] == "iterative") \
-            if res["plan"] != "exact" else None
+            res["plan"] = planner.choose(conn, col.table, compile_where(c.where), wing_of(c.where)).kind
+            table_rows = planner.table_rows(conn, col.table)
+        st = planner.settings
+        res["ef_search"] = (None if res["plan"] == "exact" else
+                            max(st.wing_ef_search, st.ef_for(c.k, iterative=True)) if res["plan"] == "wing_hnsw" else
+                            st.ef_for(c.k, iterative=res["plan"] == "iterative",
+                                      rows=table_rows if res["plan"] == "hnsw" else None))
         out[c.label] = res | {"k": c.k, "query_kind": c.kind}
     return out
 
 
-def run_chroma(data, queries: dict, truths: dict, case_list: list[Case]) -> dict:
+def run_chroma(data, queries: dict, truths: dict, case_list: list[Case], *, rounds: int = 1) -> dict:
     import chromadb
 
     folder = tempfile.mkdtemp(prefix="bench_chroma_")
@@ -261,8 +289,11 @@ def run_chroma(data, queries: dict, truths: dict, case_list: list[Case]) -> dict
                 return col.query(query_embeddings=[q], n_results=c.k, where=c.where,
                                  include=["documents", "metadatas", "distances"])["distances"][0]
 
-            out[c.label] = measure(search, queries[c.kind], truths[c.label]) | {
-                "k": c.k, "query_kind": c.kind, "plan": "hnsw", "ef_search": 100}
+            runs = [measure(search, queries[c.kind], truths[c.label]) for _ in range(rounds)]
+            out[c.label] = runs[0] | {"k": c.k, "query_kind": c.kind, "plan": "hnsw", "ef_search": 100}
+            if rounds > 1:  # the median of the rounds' p50, as for postgres
+                out[c.label] |= {"p50_ms": round(float(np.median([r["p50_ms"] for r in runs])), 3),
+                                 "rounds_p50_ms": [r["p50_ms"] for r in runs]}
         return out
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -286,6 +317,10 @@ def main(argv=None) -> int:
                     help="measure every case this many times, interleaved; report the medians")
     ap.add_argument("--ef-search", type=lambda v: [int(x) for x in v.split(",")], default=[],
                     help="also run unfiltered with these hnsw.ef_search values (comma-separated)")
+    ap.add_argument("--wing-ef", type=lambda v: [int(x) for x in v.split(",")], default=[],
+                    help="also run the wing filters with these ef_search values on their wing indexes (--maintain)")
+    ap.add_argument("--maintain", action="store_true",
+                    help="run the post-cutover maintenance (per-wing HNSW indexes) before querying")
     ap.add_argument("--out", default="bench_search.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -308,7 +343,7 @@ def main(argv=None) -> int:
         data = pg_testing.synthetic_drawers(args.rows, n_queries=args.queries, noise=args.noise)
         log.info("generated %d drawers in %.1fs", args.rows, time.perf_counter() - t)
         queries = query_vectors(data, args.queries)
-        case_list = cases(args.k, args.ef_search)
+        case_list = cases(args.k, args.ef_search, args.wing_ef)
         truths = {c.label: ground_truth(data, queries[c.kind], c.k, c.wing) for c in case_list}
         result = {"rows": args.rows, "queries": args.queries, "k": args.k, "noise": args.noise,
                   "mean_top1_cosine": {kind: round(float(1 - ground_truth(data, q, 1, None).kth.mean()), 4)
@@ -322,6 +357,10 @@ def main(argv=None) -> int:
         if server["hnsw_index_bytes"] > server["shared_buffers_bytes"]:
             log.warning("the HNSW index (%d MB) does not fit shared_buffers (%s): latencies will suffer",
                         server["hnsw_index_bytes"] // 2**20, server["shared_buffers"])
+        if args.maintain:
+            result["maintenance"] = maintain(palace)
+            log.info("maintenance: %s", result["maintenance"])
+        result["load_average"] = os.getloadavg()
         result["postgres"] = run_postgres(palace, queries, truths, case_list, rounds=args.rounds)
         if not args.skip_chroma:
             result["chroma"] = run_chroma(data, queries, truths, case_list)

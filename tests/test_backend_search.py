@@ -128,18 +128,18 @@ def test_ef_search_is_configurable(open_palace, generated, monkeypatch):
     q = [data.queries[0]]
     default = open_palace()
     default.query(query_embeddings=q, n_results=K)
-    assert _session(default, "hnsw.ef_search") == "100"
-    default.query(query_embeddings=q, n_results=20)  # MemPalace's pool: ef grows with k
     assert _session(default, "hnsw.ef_search") == "200"
+    default.query(query_embeddings=q, n_results=30)  # ef grows with k
+    assert _session(default, "hnsw.ef_search") == "300"
 
-    tuned = open_palace(ef_search=37, ef_per_k=0)
+    tuned = open_palace(ef_search=37, ef_per_k=0, rows_per_ef=0)
     tuned.query(query_embeddings=q, n_results=K)
     assert _session(tuned, "hnsw.ef_search") == "37"
     tuned.query(query_embeddings=q, n_results=50)  # never below k
     assert _session(tuned, "hnsw.ef_search") == "50"
 
     monkeypatch.setenv("PALACE_PG_EF_SEARCH", "23")
-    from_env = open_palace(ef_per_k=0)
+    from_env = open_palace(ef_per_k=0, rows_per_ef=0)
     from_env.query(query_embeddings=q, n_results=K)
     assert _session(from_env, "hnsw.ef_search") == "23"
     assert open_palace(ef_search=41)._handle.planner.settings.ef_search == 41  # options beat the environment
@@ -234,3 +234,13 @@ def test_small_collection_unfiltered_is_exact(open_palace, generated):
     assert metrics.recall_at_k(returned, truth) == 1.0
     assert all(d == sorted(d) for d in returned)
     assert _plan(open_palace(exact_unfiltered_max_rows=len(data.ids) - 1), None) == HNSW
+
+
+def test_ef_search_grows_with_the_table():
+    from palace_pg.backend.settings import SearchSettings
+
+    s = SearchSettings()
+    assert s.ef_for(10, rows=5_500) == 200 and s.ef_for(30, rows=5_500) == 300  # floor and k rule
+    assert s.ef_for(10, rows=40_000) == 200 and s.ef_for(10, rows=96_000) == 300
+    assert s.ef_for(10, rows=160_000) == 500 and s.ef_for(10, rows=10**7) == 1000  # pgvector's cap
+    assert SearchSettings(rows_per_ef=0).ef_for(10, rows=160_000) == 200

@@ -44,7 +44,7 @@ from mempalace.backends.base import (
 from psycopg import sql
 
 from ..target_db.schema import SCHEMA, qualified
-from . import codec, lexical, maintenance, meta
+from . import codec, lexical, maintenance, meta, wing_indexes
 from .filters import INDEXED_COLUMNS, Predicate, compile_filters, compile_where
 from .handle import PalaceHandle, TableState
 from .search_plan import Columns, Planner
@@ -352,8 +352,10 @@ class PostgresCollection(BaseCollection):
         pred = compile_filters(where, where_document)
         cols = Columns(documents=spec.documents, metadatas=spec.metadatas, embeddings=spec.embeddings)
 
+        wing = wing_indexes.wing_of(where) if where_document is None else (wing_indexes.wing_of(where)[0], False)
+
         def work(conn):
-            return [self._planner.knn(conn, self.table, vector, n_results, pred, cols)[0] for vector in matrix]
+            return [self._planner.knn(conn, self.table, vector, n_results, pred, cols, wing)[0] for vector in matrix]
 
         per_query = self._run(work)
         return QueryResult(
@@ -394,7 +396,8 @@ class PostgresCollection(BaseCollection):
         if kind not in maintenance.KINDS:
             raise UnsupportedMaintenanceKindError(f"the postgres backend does not support maintenance kind {kind!r}")
         self._ensure_writable()
-        result = self._run(lambda conn: maintenance.run(conn, self._state, kind))
+        result = self._run(lambda conn: maintenance.run(conn, self._state, kind,
+                                                        min_rows=self._handle.settings.wing_index_min_rows))
         self._planner.forget(self.table)
         return result
 

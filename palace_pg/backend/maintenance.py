@@ -9,7 +9,10 @@ Maintenance kinds (RFC 001 reserved names):
   in (wing, room) order with CLUSTER, then ANALYZE.  Exact filtered search
   reads a wing's rows; adjacent rows with inline vectors make that ~10×
   cheaper (benchmarks/bench_search.py).  Takes an exclusive lock for the
-  rewrite (about a minute at 160K drawers, the HNSW rebuild dominating).
+  rewrite (about a minute at 160K drawers, the HNSW rebuild dominating);
+* ``wing_indexes``: a partial HNSW index for each wing above
+  ``wing_indexes.MIN_ROWS`` rows (CREATE INDEX CONCURRENTLY, after the
+  cutover; backend/wing_indexes.py); ``noop`` when all are valid.
 
 Concurrent runs of one kind on one table are serialised by a session
 advisory lock; the loser returns ``already_running`` instead of stacking work.
@@ -28,13 +31,14 @@ from psycopg import sql
 
 from ..target_db import ddl, schema
 from ..target_db.schema import SCHEMA, qualified
+from . import wing_indexes
 
 if TYPE_CHECKING:
     from .collection import TableState
 
 log = logging.getLogger(__name__)
 
-KINDS = frozenset({"analyze", "reindex", "compact"})
+KINDS = frozenset({"analyze", "reindex", "compact", wing_indexes.KIND})
 _LOCK_CLASS = 0x50475042  # "PGPB": palace_pg backend
 
 
@@ -139,7 +143,8 @@ def state(conn: psycopg.Connection, st: "TableState") -> dict:
     }
 
 
-def run(conn: psycopg.Connection, st: "TableState", kind: str) -> MaintenanceResult:
+def run(conn: psycopg.Connection, st: "TableState", kind: str, *, min_rows: int | None = None) -> MaintenanceResult:
+    """``min_rows``: for ``wing_indexes``, the wing size above which a wing gets its index."""
     key = _lock_key(f"{kind}:{st.table}")
     if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_CLASS, key]).fetchone()[0]:
         return MaintenanceResult(kind=kind, status="already_running")
@@ -149,6 +154,9 @@ def run(conn: psycopg.Connection, st: "TableState", kind: str) -> MaintenanceRes
         if kind == "analyze":
             conn.execute(sql.SQL("ANALYZE {}").format(t))
             return MaintenanceResult(kind, "ran", {"seconds": round(time.monotonic() - started, 3)})
+        if kind == wing_indexes.KIND:
+            detail = wing_indexes.build(conn, st.table, min_rows=min_rows or wing_indexes.MIN_ROWS) if st.dimension is not None else {"status": "noop"}
+            return MaintenanceResult(kind, detail.pop("status"), {**detail, "seconds": round(time.monotonic() - started, 3)})
         conn.execute("SET maintenance_work_mem = '1GB'")
         try:
             if kind == "reindex":

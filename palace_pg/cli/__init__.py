@@ -15,12 +15,12 @@ import sys
 
 from .. import __version__
 from ..errors import PalacePgError
-from . import backup, cutover, db, export, kg, migration, palaces, runbooks, sync
+from . import backup, cutover, db, export, kg, maintain, migration, palaces, runbooks, sync
 
 log = logging.getLogger("palace_pg.cli")
 
 # in the order `palace-pg --help` lists them
-COMMAND_GROUPS = [db, palaces, migration, sync, cutover, export, backup, runbooks, kg]
+COMMAND_GROUPS = [db, palaces, migration, sync, cutover, maintain, export, backup, runbooks, kg]
 
 
 def build_parser() -> argparse.ArgumentParser:

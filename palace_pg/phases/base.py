@@ -35,8 +35,8 @@ class MigrationOptions:
     work_dir: Path | None = None
     restart: bool = False
     only: list[str] | None = None  # phase names to run (None: all pending)
-    hnsw_m: int = 16
-    hnsw_ef_construction: int = 100
+    hnsw_m: int = 24  # target_db/schema.py HNSW_M, HNSW_EF_CONSTRUCTION: why
+    hnsw_ef_construction: int = 200
     ef_search: int = 100
     recall_queries: int = 200
     verify_rows: str = "all"  # "all" compares every row; an int samples that many per collection

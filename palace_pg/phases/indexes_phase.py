@@ -41,6 +41,11 @@ def hnsw_memory_bytes(rows: int, dimension: int) -> int:
     return int(rows * dimension * BYTES_PER_VECTOR_PER_DIM)
 
 
+def hnsw_work_mem(rows: int, dimension: int) -> str:
+    """``maintenance_work_mem`` for an HNSW build of ``rows`` vectors: the graph and a quarter more, 64 MB–8 GB."""
+    return f"{min(max(hnsw_memory_bytes(rows, dimension) * 5 // 4, 64 << 20), 8 << 30) // (1 << 20)}MB"
+
+
 class IndexesPhase(Phase):
     name = "indexes"
     title = "Build HNSW, GIN and btree indexes"
@@ -126,9 +131,8 @@ class IndexesPhase(Phase):
                     if current == "invalid":
                         log.warning("index %s is INVALID (left by a crash): rebuilding", idx)
                     if idx.endswith("hnsw"):
-                        mem = max(hnsw_memory_bytes(rows, dim or 384) * 5 // 4, 64 << 20)
                         conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
-                            sql.Literal(f"{min(mem, 8 << 30) // (1 << 20)}MB")))
+                            sql.Literal(hnsw_work_mem(rows, dim or 384))))
                         conn.execute(sql.SQL("SET LOCAL max_parallel_maintenance_workers = {}").format(
                             sql.Literal(2 if parallel else 0)))
                     else:
