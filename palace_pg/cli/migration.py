@@ -167,7 +167,7 @@ def register(sub) -> None:
     mg.add_argument("--from-phase", dest="from_phase", help="run from this phase on (schema, drawers, collections, "
                     "indexes, kg, verify, done)")
     mg.add_argument("--to-phase", dest="to_phase", help="stop after this phase")
-    mg.add_argument("--ef-search", type=int, default=100, help="hnsw.ef_search for verify's recall check")
+    mg.add_argument("--ef-search", type=int, default=200, help="hnsw.ef_search floor for verify's recall check (the backend's; grows with k and size)")
     _add_kg_store(mg)
     mg.add_argument("--work-dir", help="where the source snapshot is copied (default: $PALACE_PG_WORK_DIR, "
                     "else <tmp>/palace_pg-work)")
@@ -185,7 +185,7 @@ def register(sub) -> None:
     add_target(ve)
     ve.add_argument("--work-dir", help="where the source snapshot is copied (default: $PALACE_PG_WORK_DIR, "
                     "else <tmp>/palace_pg-work)")
-    ve.add_argument("--ef-search", type=int, default=100, help="hnsw.ef_search for the recall check")
+    ve.add_argument("--ef-search", type=int, default=200, help="hnsw.ef_search floor for the recall check (the backend's; grows with k and size)")
     ve.add_argument("--json", action="store_true", help="print the full report as JSON")
     ve.add_argument("--no-progress", action="store_true", help="no progress lines")
     ve.set_defaults(func=cmd_verify)

@@ -64,7 +64,7 @@ def cmd_demo(args) -> int:
               f"\n   the server keeps running: palace-pg db stop", file=sys.stderr)
         return 0 if result.get("ok") else 1
     ns = argparse.Namespace(palace=str(palace), dsn=dsn, batch_size=5000, work_dir=None, restart=False, phase=None,
-                            ef_search=100, dry_run=False, json=False, no_progress=False, allow_rejects=False)
+                            ef_search=200, dry_run=False, json=False, no_progress=False, allow_rejects=False)
     return cmd_migrate(ns)
 
 

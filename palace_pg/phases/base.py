@@ -37,7 +37,7 @@ class MigrationOptions:
     only: list[str] | None = None  # phase names to run (None: all pending)
     hnsw_m: int = 24  # target_db/schema.py HNSW_M, HNSW_EF_CONSTRUCTION: why
     hnsw_ef_construction: int = 200
-    ef_search: int = 100
+    ef_search: int = 200  # the backend's floor (SearchSettings.ef_search): phase 6 measures what it runs
     recall_queries: int = 200
     verify_rows: str = "all"  # "all" compares every row; an int samples that many per collection
     daemon_url: str | None = None

@@ -228,7 +228,7 @@ class VerifyPhase(Phase):
         measured, plan_text = [], ""
         for qs, top in zip(query_list, tops):
             for k in (RECALL_K, POOL_K):
-                ef = settings.ef_for(k)
+                ef = settings.ef_for(k, rows=rows)  # the backend's own ef for this k and table size
                 stmt = sql.SQL("SELECT embedding <=> %s AS d FROM {} ORDER BY embedding <=> %s LIMIT {}").format(
                     schema.qualified(table), sql.Literal(k))
                 with conn.transaction():
@@ -244,10 +244,10 @@ class VerifyPhase(Phase):
         worst = {k: min(m["recall"] for m in measured if m["k"] == k) for k in (RECALL_K, POOL_K)}
         if worst[RECALL_K] < RECALL_WARN_BELOW and backend_plan == "hnsw":
             log.warning("HNSW recall@10 %.4f below %.2f at ef_search %d", worst[RECALL_K], RECALL_WARN_BELOW,
-                        settings.ef_for(RECALL_K))
+                        settings.ef_for(RECALL_K, rows=rows))
         # recall_at_10 / _20: the worst query kind, measured through the HNSW index (uses_hnsw says so)
         return {"recall_at_10": worst[RECALL_K], f"recall_at_{POOL_K}": worst[POOL_K],
-                "queries": sum(len(qs.vectors) for qs in query_list), "ef_search": settings.ef_for(RECALL_K),
+                "queries": sum(len(qs.vectors) for qs in query_list), "ef_search": settings.ef_for(RECALL_K, rows=rows),
                 "query_kinds": [qs.kind for qs in query_list], "uses_hnsw": "hnsw" in plan_text,
                 "rows_returned": sum(m["rows_returned"] for m in measured if m["k"] == RECALL_K),
                 "backend_plan": backend_plan, "measured": measured}

@@ -22,7 +22,7 @@ def options(target: Target, params: dict, *, source: Path | None = None) -> Migr
     """The engine's options from a runbook's target and parameters."""
     return MigrationOptions(palace=source or target.palace, dsn=target.dsn,
                             batch_size=params.get("batch_size", 5000), work_dir=target.work_dir,
-                            restart=params.get("restart", False), ef_search=params.get("ef_search", 100),
+                            restart=params.get("restart", False), ef_search=params.get("ef_search", 200),
                             kg_store=params.get("kg_store", "auto"), online=params.get("online", False))
 
 

@@ -16,6 +16,7 @@ uninterrupted one write the same values.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,10 +39,17 @@ class RowChanges:
     deleted: int = 0
     unchanged: int = 0  # candidates whose content the target already holds (a rewrite, or a resumed sync)
     rejected: list[dict] = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)  # read (source rows), compare, delete, write
 
     def as_dict(self) -> dict:
         return {"added": self.added, "updated": self.updated, "deleted": self.deleted,
-                "candidates_unchanged": self.unchanged, "rejected": len(self.rejected)}
+                "candidates_unchanged": self.unchanged, "rejected": len(self.rejected),
+                "seconds": {k: round(v, 2) for k, v in self.seconds.items()}}
+
+    def lap(self, part: str, since: float) -> float:
+        now = time.monotonic()
+        self.seconds[part] = self.seconds.get(part, 0.0) + now - since
+        return now
 
     @property
     def written(self) -> int:
@@ -70,9 +78,12 @@ def sync_rows(conn: psycopg.Connection, read_rows, facts: CollectionFacts, table
               batch_size: int, emit) -> RowChanges:
     """``read_rows(ids)`` gives {id: (document, metadata, vector)} for the ids the palace holds now."""
     out = RowChanges()
+    t = time.monotonic()
     known = {r[0] for r in conn.execute(sql.SQL("SELECT id FROM {} WHERE collection = %s").format(
         schema.qualified("source_digests")), [facts.name])}  # every id the target has read (rejected ones too)
+    t = out.lap("ids", t)
     fresh = read_rows(changes.candidate_ids) if changes.candidates else {}
+    t = out.lap("read", t)
     candidates = set(changes.candidate_ids)
     present = {stored_id(rid) for rid in changes.present if rid not in candidates or rid in fresh}
     deleted = sorted(known - present)
@@ -87,11 +98,13 @@ def sync_rows(conn: psycopg.Connection, read_rows, facts: CollectionFacts, table
             write.append((rid, seq))
     total = len(write) + len(deleted)
     emit(facts.name, 0, total)
+    t = out.lap("compare", t)
     if deleted:
         with conn.transaction():
             _forget(conn, table, facts.name, deleted)
         out.deleted = len(deleted)
         crash_point("sync")
+    t = out.lap("delete", t)
     for start in range(0, len(write), batch_size):
         batch = write[start: start + batch_size]
         ids = [rid for rid, _ in batch]
@@ -112,4 +125,5 @@ def sync_rows(conn: psycopg.Connection, read_rows, facts: CollectionFacts, table
         for rej in result.rejected:
             log.warning("rejected %s/%s: %s", facts.name, rej["id"], rej["reason"])
         emit(facts.name, len(deleted) + start + len(batch), total)
+    out.lap("write", t)
     return out
