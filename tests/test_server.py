@@ -8,7 +8,6 @@ import os
 import shutil
 import socket
 import stat
-import subprocess
 import uuid
 
 import psycopg

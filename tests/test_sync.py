@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from palaces import generated
 
 from palace_pg import engine
 from palace_pg.dsn import connect
@@ -22,10 +23,10 @@ from palace_pg.source.kg_reader import resolve_kg_path
 from palace_pg.source.snapshot import hash_palace
 from palace_pg.target_db import state
 from palace_pg.target_db.fingerprint import target_fingerprint
-
 from palace_pg.testing.chroma import copy_of
-from palace_pg.testing.mempalace_writes import write_through_mempalace as _write_through_mempalace
-from palaces import generated
+from palace_pg.testing.mempalace_writes import (
+    write_through_mempalace as _write_through_mempalace,
+)
 
 
 def _opts(palace, dsn, tmp_path, **kw) -> MigrationOptions:
