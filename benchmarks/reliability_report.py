@@ -555,7 +555,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-outsiders", action="store_true", help="skip another OS user's connection attempts")
     ap.add_argument("--no-backup", action="store_true", help="skip the backup → restore round trip")
     ap.add_argument("--no-sync-kills", action="store_true", help="skip the kill points of syncs")
-    ap.add_argument("--sync-batch-size", type=int, default=2, help="rows per sync transaction (more crash points)")
+    ap.add_argument("--sync-batch-size", type=int, default=50,
+                    help="rows per sync transaction (smaller: more crash points, each a sync killed and rerun)")
     ap.add_argument("--no-load", action="store_true", help="skip the load run (it stops the server once)")
     ap.add_argument("--load-seconds", type=float, default=20)
     ap.add_argument("--load-workers", type=int, default=2, help="writer processes, and as many readers")
