@@ -1,6 +1,6 @@
 """Kill the migrator with SIGKILL at random points, resume until done, compare with a clean run.
 
-    python benchmarks/kill_resume.py --points 20 [--drawers 2000] [--palace P]
+    python benchmarks/kill_resume.py --points 20 [--drawers 2000] [--palace P] [--sync [--sync-batch-size 2]]
 
 Half the kill points are named crash points chosen at random (biased towards
 the window between a batch's COPY and its checkpoint's commit), half are
@@ -11,7 +11,12 @@ must be unchanged after every migrator process, killed ones included.  Also:
 the server stopped in `immediate` mode mid-batch, and an INVALID HNSW index (a
 CREATE INDEX CONCURRENTLY killed mid-way) rebuilt.
 
-Prints `N/N identical` and a JSON line of figures.  ``Harness`` is the
+Then issue 15.3's window (SIGKILL at ``phase-done:1`` as the schema phase commits: the rerun ends with
+a palace_id).  With ``--sync`` (issue 16.4), on a copy of the palace: an online migration while MemPalace
+writes, more writes, then a SIGKILL at each sync crash point in turn (``sync:1``, ``sync:2``, … until a
+sync runs through), each rerun to the fingerprint of an uninterrupted sync, the palace's hash unchanged.
+
+Prints `N/N identical` (and `sync kill points survived N/N identical`) and a JSON line of figures.  ``Harness`` is the
 importable machinery (benchmarks/reliability_report.py reuses it).
 """
 
