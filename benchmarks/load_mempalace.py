@@ -72,9 +72,19 @@ def _pick(rng: random.Random, mix) -> str:
     return rng.choices([m for m, _ in mix], weights=[w for _, w in mix])[0]
 
 
-def writer(k: int, folder: str, deadline: float, out: str, seed: int) -> None:
+def _started(start) -> float:
+    """Wait until every worker has its connections (a loaded machine takes seconds to import chromadb and
+    mempalace); the run's clock starts then, for all at once.  Returns the deadline."""
+    ready, go, deadline = start
+    ready.wait()
+    go.wait()
+    return deadline.value
+
+
+def writer(k: int, folder: str, start, out: str, seed: int) -> None:
     rng = random.Random(seed * 1000 + k)
     col, kg = _open(folder)
+    deadline = _started(start)
     drawers: dict[str, object] = {}  # id -> last acknowledged document | "deleted" | "doubt"
     triples: dict[str, str] = {}  # subject -> "open" | "invalidated" | "doubt"
     ops: list[tuple] = []
@@ -120,10 +130,11 @@ def writer(k: int, folder: str, deadline: float, out: str, seed: int) -> None:
     Path(out).write_text(json.dumps({"ops": ops, "drawers": drawers, "triples": triples}))
 
 
-def reader(k: int, folder: str, deadline: float, out: str, seed: int, base_ids: list[str],
+def reader(k: int, folder: str, start, out: str, seed: int, base_ids: list[str],
            entities: list[str]) -> None:
     rng = random.Random(seed * 1000 + 500 + k)
     col, kg = _open(folder)
+    deadline = _started(start)
     ops: list[tuple] = []
     while time.time() < deadline:
         op = _pick(rng, READ_MIX)
@@ -270,17 +281,20 @@ def run_load(server, *, writers: int = 4, readers: int = 4, seconds: float = 60,
             tmp = Path(tmp_name)
             name, folder, base_ids, entities = prepare(server, drawers, seed, tmp)
             ctx = mp.get_context("spawn")  # no psycopg connection crosses a fork
-            deadline = time.time() + 3 + seconds  # the workers' imports and first connections come first
+            start = (ctx.Barrier(writers + readers + 1), ctx.Event(), ctx.Value("d", 0.0))
             procs, outs = [], []
             for k in range(writers):
                 outs.append(str(tmp / f"w{k}.json"))
-                procs.append(ctx.Process(target=writer, args=(k, folder, deadline, outs[-1], seed)))
+                procs.append(ctx.Process(target=writer, args=(k, folder, start, outs[-1], seed)))
             for k in range(readers):
                 outs.append(str(tmp / f"r{k}.json"))
-                procs.append(ctx.Process(target=reader, args=(k, folder, deadline, outs[-1], seed, base_ids,
+                procs.append(ctx.Process(target=reader, args=(k, folder, start, outs[-1], seed, base_ids,
                                                               entities)))
             for p in procs:
                 p.start()
+            start[0].wait(timeout=600)  # every worker connected
+            start[2].value = deadline = time.time() + seconds
+            start[1].set()
             window = None
             if restart:
                 time.sleep(max(deadline - seconds / 2 - time.time(), 0))
@@ -304,7 +318,7 @@ def run_load(server, *, writers: int = 4, readers: int = 4, seconds: float = 60,
             os.environ.pop("PGOPTIONS", None)
         else:
             os.environ["PGOPTIONS"] = saved_options
-    figures["ok"] = (figures["lost"] == 0 and figures["duplicated"] == 0 and figures["count_match"]
+    figures["ok"] = (figures["ops"] > 0 and figures["acknowledged_writes"] > 0 and figures["lost"] == 0 and figures["duplicated"] == 0 and figures["count_match"]
                      and not figures["workers_crashed"] and not figures["errors_outside_window"])
     return figures
 
