@@ -1,6 +1,6 @@
 """Kill the migrator with SIGKILL at random points, resume until done, compare with a clean run.
 
-    python benchmarks/kill_resume.py --points 20 [--drawers 2000] [--palace P]
+    python benchmarks/kill_resume.py --points 20 [--drawers 2000] [--palace P] [--sync [--sync-batch-size 2]]
 
 Half the kill points are named crash points chosen at random (biased towards
 the window between a batch's COPY and its checkpoint's commit), half are
@@ -11,7 +11,12 @@ must be unchanged after every migrator process, killed ones included.  Also:
 the server stopped in `immediate` mode mid-batch, and an INVALID HNSW index (a
 CREATE INDEX CONCURRENTLY killed mid-way) rebuilt.
 
-Prints `N/N identical` and a JSON line of figures.  ``Harness`` is the
+Then issue 15.3's window (SIGKILL at ``phase-done:1`` as the schema phase commits: the rerun ends with
+a palace_id).  With ``--sync`` (issue 16.4), on a copy of the palace: an online migration while MemPalace
+writes, more writes, then a SIGKILL at each sync crash point in turn (``sync:1``, ``sync:2``, … until a
+sync runs through), each rerun to the fingerprint of an uninterrupted sync, the palace's hash unchanged.
+
+Prints `N/N identical` (and `sync kill points survived N/N identical`) and a JSON line of figures.  ``Harness`` is the
 importable machinery (benchmarks/reliability_report.py reuses it).
 """
 
@@ -31,10 +36,12 @@ from pathlib import Path
 
 import psycopg
 
+from palace_pg.backup import set_search_path
 from palace_pg.dsn import connect
 from palace_pg.server import EmbeddedServer
 from palace_pg.source.kg_reader import resolve_kg_path
 from palace_pg.source.snapshot import hash_palace
+from palace_pg.target_db import state
 from palace_pg.target_db.fingerprint import target_fingerprint
 
 NAMED_POINTS = ["copied"] * 4 + ["committed"] * 2 + ["index", "kg", "verify", "phase-done"]
@@ -44,6 +51,11 @@ def migrate_cmd(palace: Path, dsn: str, batch: int, work: Path, *extra: str) -> 
     # --allow-rejects: rejected rows are compared through the fingerprint and the JSON summary, not the exit code
     return [sys.executable, "-m", "palace_pg.cli", *extra, "migrate", "--palace", str(palace), "--dsn", dsn,
             "--batch-size", str(batch), "--work-dir", str(work), "--json", "--no-progress", "--allow-rejects"]
+
+
+def sync_cmd(palace: Path, dsn: str, batch: int, work: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "palace_pg.cli", "sync", "--palace", str(palace), "--dsn", dsn,
+            "--batch-size", str(batch), "--work-dir", str(work), "--json", "--no-progress", *extra]
 
 
 def run(cmd, env=None, kill_after: float | None = None) -> tuple[int, str, str]:
@@ -240,6 +252,88 @@ class Harness:
         return {"invalid_index_left": bool(invalid), "invalid_index_rebuilt": rebuilt,
                 "after_rebuild": "identical" if ok else f"DIFFERENT (exit {rc})"}
 
+    def crash_window(self) -> dict:
+        """Issue 15.3's window: SIGKILL at ``phase-done:1`` (the schema phase's row written, nothing committed);
+        the target must hold no phase and no palace_id, and the rerun end with both, identical to the clean run."""
+        dsn = self.database("window")
+        try:
+            rc, _, _ = self.migrate(dsn, env={"PALACE_PG_CRASH_AT": "phase-done:1"}, label="killed as schema commits")
+            with connect(dsn) as conn:
+                left = (sorted(state.applied(conn)), state.get_meta(conn, "palace_id"))
+            rerun, _, _ = self.migrate(dsn, label="rerun after the schema window")
+            with connect(dsn) as conn:
+                palace_id = state.get_meta(conn, "palace_id")
+            identical = rerun == 0 and fingerprint(dsn) == self.clean
+        finally:
+            self.drop("window")
+        return {"killed": rc == -9, "left_after_kill": left, "rerun_exit": rerun, "palace_id_after_rerun":
+                bool(palace_id), "identical": identical,
+                "ok": rc == -9 and left == ([], None) and bool(palace_id) and identical}
+
+    def _clone(self, base: str, name: str) -> str:
+        """``name`` as a file copy of ``base`` (CREATE DATABASE … TEMPLATE: same OIDs, so the graph works);
+        the per-database search_path AGE needs is not copied by a template and is set again."""
+        self.drop(name)
+        with psycopg.connect(self.server.url("postgres"), autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                psycopg.sql.Identifier(f"{self.prefix}_{name}"), psycopg.sql.Identifier(f"{self.prefix}_{base}")))
+        dsn = self.server.url(f"{self.prefix}_{name}")
+        with connect(dsn, autocommit=True, vector=False) as conn:
+            set_search_path(conn)
+        return dsn
+
+    def sync_kill_points(self, palace: Path, work: Path, batch: int = 2, max_points: int = 40) -> dict:
+        """Issue 16.4: an online migration of ``palace`` (a copy: MemPalace writes it) with MemPalace writing
+        during it, a second round of writes after it, then a SIGKILL at each sync crash point in turn
+        (``sync:1``, ``sync:2``, … until a sync runs through): every killed sync is rerun and must leave the
+        fingerprint of an uninterrupted sync from the same copy, and no sync may change the palace's hash."""
+        from palace_pg.testing.mempalace_writes import write_through_mempalace
+
+        base = "sync_base"
+        dsn = self.database(base)
+        during = threading.Thread(target=write_through_mempalace, args=(palace, 0))
+        during.start()
+        rc, out, err = run([*migrate_cmd(palace, dsn, self.batch, work), "--online"])
+        during.join()
+        if rc != 0:
+            raise RuntimeError(f"the online migration failed (exit {rc}): {(out + err)[-3000:]}")
+        write_through_mempalace(palace, 1)
+        watch = SourceWatch(palace)  # from here on only palace_pg reads the palace
+        results, clean = [], {}
+        try:
+            clean_dsn = self._clone(base, "sync_clean")
+            rc, out, err = run(sync_cmd(palace, clean_dsn, batch, work, "--verify"))
+            watch.check("clean sync")
+            summary = summary_of(out)
+            if rc != 0 or summary.get("verify", {}).get("differences") != 0:
+                raise RuntimeError(f"the clean sync failed (exit {rc}): {(out + err)[-3000:]}")
+            clean = fingerprint(clean_dsn)
+            rc, out, _ = run(sync_cmd(palace, clean_dsn, batch, work))
+            watch.check("sync rerun")
+            rerun_wrote = summary_of(out).get("wrote", True)
+            self.drop("sync_clean")
+            for n in range(1, max_points + 1):
+                dsn = self._clone(base, "sync_kill")
+                rc, _, _ = run(sync_cmd(palace, dsn, batch, work), env={"PALACE_PG_CRASH_AT": f"sync:{n}"})
+                watch.check(f"sync killed at sync:{n}")
+                if rc == 0:  # a sync reaches its crash point n-1 times: every point has been tried
+                    break
+                resumed, _, _ = run(sync_cmd(palace, dsn, batch, work))
+                watch.check(f"sync resumed after sync:{n}")
+                fp = fingerprint(dsn) if resumed == 0 else {}
+                results.append({"point": f"sync:{n}", "killed": rc == -9, "resume_exit": resumed,
+                                "identical": rc == -9 and resumed == 0 and fp == clean,
+                                "differing_tables": sorted(k for k in clean if clean[k] != fp.get(k))})
+                self.drop("sync_kill")
+        finally:
+            for name in ("sync_kill", "sync_clean", base):
+                self.drop(name)
+        return {"sync_kill_points": len(results), "sync_identical": sum(r["identical"] for r in results),
+                "sync_changed": summary.get("collections", {}), "sync_kg": summary.get("kg", {}),
+                "sync_rerun_wrote": rerun_wrote, "sync_source_runs": watch.runs,
+                "sync_source_runs_unchanged": watch.unchanged, "sync_tables_compared": len(clean),
+                "sync_failures": [r for r in results if not r["identical"]]}
+
     def kill_points(self, points: int, rng: random.Random, extras: bool = True) -> dict:
         """The clean run (if not done yet), ``points`` kill points, then the two server/index cases."""
         if not self.clean:
@@ -256,6 +350,14 @@ class Harness:
                 "failures": [r for r in results if not r["identical"]]}
 
 
+def sync_ok(figures: dict) -> bool:
+    """Every sync kill point identical, at least one tried, no sync changed the palace (True when not run)."""
+    if "sync_kill_points" not in figures:
+        return True
+    return (figures["sync_identical"] == figures["sync_kill_points"] > 0 and not figures["sync_rerun_wrote"]
+            and figures["sync_source_runs_unchanged"] == figures["sync_source_runs"])
+
+
 def extras_ok(figures: dict) -> bool:
     return all(figures.get(k, "identical") == "identical" for k in ("immediate_stop_mid_batch", "after_rebuild"))
 
@@ -268,6 +370,9 @@ def main(argv=None) -> int:
     ap.add_argument("--palace", type=Path)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-extras", action="store_true", help="skip the immediate-stop and INVALID-index cases")
+    ap.add_argument("--sync", action="store_true",
+                    help="also kill syncs at each crash point (an online migration of a copy, MemPalace writing it)")
+    ap.add_argument("--sync-batch-size", type=int, default=2, help="rows per sync transaction (more crash points)")
     args = ap.parse_args(argv)
     server = EmbeddedServer.from_env()
     server.start()
@@ -287,9 +392,18 @@ def main(argv=None) -> int:
             print(exc, file=sys.stderr)
             return 1
         figures = harness.kill_points(args.points, rng, extras=not args.no_extras)
+        figures["crash_window"] = harness.crash_window()
+        if args.sync:
+            from palace_pg.testing.chroma import copy_of
+
+            figures.update(harness.sync_kill_points(copy_of(palace, tmp / "sync"), tmp / "sync-work",
+                                                    args.sync_batch_size))
     print(f"{figures['identical']}/{figures['kill_points']} identical")
+    if args.sync:
+        print(f"sync kill points survived {figures['sync_identical']}/{figures['sync_kill_points']} identical")
     print(json.dumps(figures, default=str))
-    ok = figures["identical"] == figures["kill_points"] and figures["source_hash_unchanged"] and extras_ok(figures)
+    ok = (figures["identical"] == figures["kill_points"] and figures["source_hash_unchanged"] and extras_ok(figures)
+          and figures["crash_window"]["ok"] and sync_ok(figures))
     return 0 if ok else 1
 
 

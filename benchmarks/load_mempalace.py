@@ -72,9 +72,19 @@ def _pick(rng: random.Random, mix) -> str:
     return rng.choices([m for m, _ in mix], weights=[w for _, w in mix])[0]
 
 
-def writer(k: int, folder: str, deadline: float, out: str, seed: int) -> None:
+def _started(start) -> float:
+    """Wait until every worker has its connections (a loaded machine takes seconds to import chromadb and
+    mempalace); the run's clock starts then, for all at once.  Returns the deadline."""
+    ready, go, deadline = start
+    ready.wait()
+    go.wait()
+    return deadline.value
+
+
+def writer(k: int, folder: str, start, out: str, seed: int) -> None:
     rng = random.Random(seed * 1000 + k)
     col, kg = _open(folder)
+    deadline = _started(start)
     drawers: dict[str, object] = {}  # id -> last acknowledged document | "deleted" | "doubt"
     triples: dict[str, str] = {}  # subject -> "open" | "invalidated" | "doubt"
     ops: list[tuple] = []
@@ -120,10 +130,11 @@ def writer(k: int, folder: str, deadline: float, out: str, seed: int) -> None:
     Path(out).write_text(json.dumps({"ops": ops, "drawers": drawers, "triples": triples}))
 
 
-def reader(k: int, folder: str, deadline: float, out: str, seed: int, base_ids: list[str],
+def reader(k: int, folder: str, start, out: str, seed: int, base_ids: list[str],
            entities: list[str]) -> None:
     rng = random.Random(seed * 1000 + 500 + k)
     col, kg = _open(folder)
+    deadline = _started(start)
     ops: list[tuple] = []
     while time.time() < deadline:
         op = _pick(rng, READ_MIX)
@@ -252,6 +263,66 @@ def summarise(journals: list[dict], seconds: float, window: tuple[float, float] 
     }
 
 
+def run_load(server, *, writers: int = 4, readers: int = 4, seconds: float = 60, drawers: int = 1000,
+             seed: int = 1, restart: bool = True, keep: bool = False, as_configured: bool = False) -> dict:
+    """One load run on ``server`` (benchmarks/reliability_report.py runs a short one): the figures."""
+    mode = "durable"
+    saved_options = os.environ.get("PGOPTIONS")
+    if not server.durable() and not as_configured:
+        # fast mode (tests) runs synchronous_commit off: an immediate stop then drops the last ~200 ms of
+        # acknowledged commits, by design.  With it on for the clients, a commit's WAL reaches the kernel before
+        # the ack, which survives a killed server (only an OS crash would need fsync): the figure we measure.
+        os.environ["PGOPTIONS"] = f"{saved_options or ''} -c synchronous_commit=on".strip()
+        mode = "fast server (fsync off), clients synchronous_commit=on"
+    elif not server.durable():
+        mode = "fast server as configured (synchronous_commit off: acknowledged commits may be lost)"
+    try:
+        with tempfile.TemporaryDirectory(prefix="palace_pg-load-") as tmp_name:
+            tmp = Path(tmp_name)
+            name, folder, base_ids, entities = prepare(server, drawers, seed, tmp)
+            ctx = mp.get_context("spawn")  # no psycopg connection crosses a fork
+            start = (ctx.Barrier(writers + readers + 1), ctx.Event(), ctx.Value("d", 0.0))
+            procs, outs = [], []
+            for k in range(writers):
+                outs.append(str(tmp / f"w{k}.json"))
+                procs.append(ctx.Process(target=writer, args=(k, folder, start, outs[-1], seed)))
+            for k in range(readers):
+                outs.append(str(tmp / f"r{k}.json"))
+                procs.append(ctx.Process(target=reader, args=(k, folder, start, outs[-1], seed, base_ids,
+                                                              entities)))
+            for p in procs:
+                p.start()
+            start[0].wait(timeout=600)  # every worker connected
+            start[2].value = deadline = time.time() + seconds
+            start[1].set()
+            window = None
+            if restart:
+                time.sleep(max(deadline - seconds / 2 - time.time(), 0))
+                stopped = time.time()
+                server.kill_immediate()
+                server.start()
+                window = (stopped, time.time())
+            for p in procs:
+                p.join()
+            journals = [json.loads(Path(o).read_text()) for o in outs if Path(o).is_file()]
+            crashed = len(procs) - len(journals)
+            figures = {"mode": mode, "writers": writers, "readers": readers, "seconds": seconds,
+                       "drawers": drawers, "restart": restart,
+                       "restart_seconds": round(window[1] - window[0], 2) if window else None,
+                       "workers_crashed": crashed, **summarise(journals, seconds, window),
+                       **check(folder, journals, len(base_ids))}
+            if not keep:
+                server.drop_database(name)
+    finally:
+        if saved_options is None:
+            os.environ.pop("PGOPTIONS", None)
+        else:
+            os.environ["PGOPTIONS"] = saved_options
+    figures["ok"] = (figures["ops"] > 0 and figures["acknowledged_writes"] > 0 and figures["lost"] == 0 and figures["duplicated"] == 0 and figures["count_match"]
+                     and not figures["workers_crashed"] and not figures["errors_outside_window"])
+    return figures
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--writers", type=int, default=4)
@@ -270,48 +341,10 @@ def main(argv=None) -> int:
     server = EmbeddedServer.from_env()
     if not server.running():
         server.start()
-    mode = "durable"
-    if not server.durable() and not args.as_configured:
-        # fast mode (tests) runs synchronous_commit off: an immediate stop then drops the last ~200 ms of
-        # acknowledged commits, by design.  With it on for the clients, a commit's WAL reaches the kernel before
-        # the ack, which survives a killed server (only an OS crash would need fsync): the figure we measure.
-        os.environ["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} -c synchronous_commit=on".strip()
-        mode = "fast server (fsync off), clients synchronous_commit=on"
-    elif not server.durable():
-        mode = "fast server as configured (synchronous_commit off: acknowledged commits may be lost)"
-    with tempfile.TemporaryDirectory(prefix="palace_pg-load-") as tmp_name:
-        tmp = Path(tmp_name)
-        name, folder, base_ids, entities = prepare(server, args.drawers, args.seed, tmp)
-        ctx = mp.get_context("spawn")  # no psycopg connection crosses a fork
-        deadline = time.time() + 3 + args.seconds  # the workers' imports and first connections come first
-        procs, outs = [], []
-        for k in range(args.writers):
-            outs.append(str(tmp / f"w{k}.json"))
-            procs.append(ctx.Process(target=writer, args=(k, folder, deadline, outs[-1], args.seed)))
-        for k in range(args.readers):
-            outs.append(str(tmp / f"r{k}.json"))
-            procs.append(ctx.Process(target=reader, args=(k, folder, deadline, outs[-1], args.seed, base_ids,
-                                                          entities)))
-        for p in procs:
-            p.start()
-        window = None
-        if not args.no_restart:
-            time.sleep(max(deadline - args.seconds / 2 - time.time(), 0))
-            stopped = time.time()
-            server.kill_immediate()
-            server.start()
-            window = (stopped, time.time())
-        for p in procs:
-            p.join()
-        journals = [json.loads(Path(o).read_text()) for o in outs if Path(o).is_file()]
-        crashed = len(procs) - len(journals)
-        figures = {"mode": mode, "writers": args.writers, "readers": args.readers, "seconds": args.seconds,
-                   "drawers": args.drawers, "restart": not args.no_restart,
-                   "restart_seconds": round(window[1] - window[0], 2) if window else None,
-                   "workers_crashed": crashed, **summarise(journals, args.seconds, window),
-                   **check(folder, journals, len(base_ids))}
-        if not args.keep:
-            server.drop_database(name)
+    figures = run_load(server, writers=args.writers, readers=args.readers, seconds=args.seconds,
+                       drawers=args.drawers, seed=args.seed, restart=not args.no_restart, keep=args.keep,
+                       as_configured=args.as_configured)
+    mode = figures["mode"]
     print(f"MemPalace on PostgreSQL: {args.writers} writers + {args.readers} readers, {args.seconds:g} s, "
           f"{args.drawers} drawers, immediate stop: {figures['restart_seconds']} s; {mode}")
     print(f"  operations/s        {figures['ops_per_s']} ({figures['ops']} ok), p50 {figures['p50_ms']} ms, "
@@ -326,9 +359,7 @@ def main(argv=None) -> int:
     for kind, n in {**figures["errors_in_restart_window"], **figures["errors_outside_window"]}.items():
         print(f"    {n:>5} × {kind}")
     print(json.dumps(figures, default=str))
-    ok = (figures["lost"] == 0 and figures["duplicated"] == 0 and figures["count_match"] and not crashed
-          and not figures["errors_outside_window"])
-    return 0 if ok else 1
+    return 0 if figures["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The reliability and security figures for the README, from one run (issue #9).
 
     python benchmarks/reliability_report.py [--points 10] [--drawers 1500] [--batch-size 200] [--seed 1]
+        [--load-seconds 20] [--load-workers 2] [--no-outsiders] [--no-backup] [--no-sync-kills] [--no-load]
 
 Prints a table and a JSON line:
 
@@ -26,6 +27,19 @@ Prints a table and a JSON line:
   empty strings, odd keys, missing wing/room, Unicode, a long document, every
   vector bit-exact (-0.0 and float32 subnormals included), and NUL / NaN rows
   rejected with a reason and reported, never dropped.
+
+And issue 15's (benchmarks/reliability_round_two.py; each can be skipped with its ``--no-*`` flag):
+
+* local users other than the owner that can connect (0): ``nobody`` on TCP, TCP with the owner's URL,
+  the socket and a guessed password (needs root and runuser, else "not checked");
+* backup → restore differences (0): palace_pg.backup into a fresh database, every table fingerprinted,
+  ``palace-pg verify`` of the copy against the source palace;
+* the crash window between the schema phase and palace_id: SIGKILL at ``phase-done:1``, palace_id present
+  after the rerun, identical to the clean run;
+* sync kill points survived N/N identical: an online migration with MemPalace writing, more writes, a
+  SIGKILL at each sync crash point, rerun, fingerprint equal to an uninterrupted sync's, source unchanged;
+* MemPalace under load (load_mempalace.run_load, last: it stops the server once): ops/s, p50/p99,
+  acknowledged writes lost (0), errors outside the restart window (0).
 
 Exit 0 only when every figure is perfect.  Databases are named ``rel_<pid>_*``.
 """
@@ -55,6 +69,7 @@ from psycopg import sql
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
+import reliability_round_two as round_two  # noqa: E402
 from kill_resume import Harness, extras_ok, run, summary_of  # noqa: E402
 
 from palace_pg.dsn import connect  # noqa: E402
@@ -537,12 +552,23 @@ def main(argv=None) -> int:
     ap.add_argument("--no-extras", action="store_true",
                     help="skip the immediate server stop and the INVALID-index case (they restart the server)")
     ap.add_argument("--no-runbooks", action="store_true", help="skip the runbooks in the canary scan")
+    ap.add_argument("--no-outsiders", action="store_true", help="skip another OS user's connection attempts")
+    ap.add_argument("--no-backup", action="store_true", help="skip the backup → restore round trip")
+    ap.add_argument("--no-sync-kills", action="store_true", help="skip the kill points of syncs")
+    ap.add_argument("--sync-batch-size", type=int, default=50,
+                    help="rows per sync transaction (smaller: more crash points, each a sync killed and rerun)")
+    ap.add_argument("--no-load", action="store_true", help="skip the load run (it stops the server once)")
+    ap.add_argument("--load-seconds", type=float, default=20)
+    ap.add_argument("--load-workers", type=int, default=2, help="writer processes, and as many readers")
+    ap.add_argument("--load-drawers", type=int, default=500)
     args = ap.parse_args(argv)
     started = time.monotonic()
     server = EmbeddedServer.from_env()
     if not server.running():
         server.start()
     rng = random.Random(args.seed)
+    outside = None if args.no_outsiders else round_two.outsiders(server)
+    round_trip = syncs = load = None
     with tempfile.TemporaryDirectory(prefix="palace_pg-rel-") as tmp:
         tmp = Path(tmp)
         from palace_pg.synth import make_palace
@@ -553,15 +579,29 @@ def main(argv=None) -> int:
         watches = [h.watch]
         h.clean_run()
         kill = h.kill_points(args.points, rng, extras=not args.no_extras)
+        window = h.crash_window()
         scan = CanaryScan()
         canary = canary_section(h, scan, tmp, runbooks=not args.no_runbooks)
         fidelity = fidelity_generated(palace, facts, canary["dsn"], tmp) if canary["migrated"] else \
             [{"case": "the canary migration", "ok": False, "detail": "failed"}]
         reference = _palace_pg_tables(canary["dsn"])
+        if not args.no_backup:
+            round_trip = round_two.backup_round_trip(h, canary["dsn"], tmp) if canary["migrated"] else \
+                {"ok": False, "bytes": 0, "tables": 0, "differing_tables": ["(the canary migration failed)"],
+                 "verify_differences": None}
         h.drop("canary")
         injection, reject_cases, hostile = injection_and_rejects(server, watches, tmp, args.batch_size, reference)
         hostile.drop("injection")
         fidelity += reject_cases
+        if not args.no_sync_kills:
+            from palace_pg.testing.chroma import copy_of
+
+            syncs = h.sync_kill_points(copy_of(palace, tmp / "sync"), tmp / "sync-work", args.sync_batch_size)
+    if not args.no_load:  # last: it stops the server in immediate mode once
+        from load_mempalace import run_load
+
+        load = run_load(server, writers=args.load_workers, readers=args.load_workers, seconds=args.load_seconds,
+                        drawers=args.load_drawers, seed=args.seed)
     verified = {k: h.verified[k] + hostile.verified[k] for k in h.verified}
     runs = sum(w.runs for w in watches)
     unchanged = sum(w.unchanged for w in watches)
@@ -588,6 +628,7 @@ def main(argv=None) -> int:
                                             f"nothing else changed: "
                                             f"{'yes' if _nothing_else(injection) else 'NO'}"),
         ("fidelity cases", f"{fid_ok}/{len(fidelity)}"),
+        *round_two.rows(outside, round_trip, window, syncs, load),
     ]
     width = max(len(k) for k, _ in table)
     print(f"{'figure':<{width}}  result")
@@ -609,6 +650,8 @@ def main(argv=None) -> int:
         "canary_raw_libpq_echoes": f"{scan.raw_echoes}/{len(BAD_DSNS)}", "runbooks": canary["runbooks"],
         "injection": injection,
         "fidelity_cases": len(fidelity), "fidelity_ok": fid_ok, "fidelity": fidelity,
+        "outsiders": outside, "backup_round_trip": round_trip, "crash_window": window, "sync_kills": syncs,
+        "load": load,
         "drawers": args.drawers, "batch_size": args.batch_size, "seed": args.seed,
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -617,7 +660,8 @@ def main(argv=None) -> int:
           and unchanged == runs and not scan.leaks and canary["rerun_exit"] == 0
           and (args.no_runbooks or canary["runbooks"].get("ok"))
           and injection["migration_round_tripped"] == n == injection["api_round_tripped"]
-          and _nothing_else(injection) and fid_ok == len(fidelity))
+          and _nothing_else(injection) and fid_ok == len(fidelity)
+          and round_two.all_ok(outside, round_trip, window, syncs, load))
     return 0 if ok else 1
 
 

@@ -10,6 +10,17 @@ import pytest
 from palace_pg.server import EmbeddedServer
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """Tests leave nothing in /tmp: the session's palace cache, and the tail folders of migrators the
+    kill tests SIGKILLed (a killed process runs no cleanup of its own)."""
+    from palaces import remove_cache
+
+    from palace_pg.source.chroma_reader import sweep_orphaned_tails
+
+    remove_cache()
+    sweep_orphaned_tails()
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> EmbeddedServer:
     """The embedded server, started if needed (CI starts it before pytest)."""

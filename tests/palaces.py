@@ -15,6 +15,12 @@ from palace_pg.testing.chroma import copy_of
 _CACHE = Path(tempfile.mkdtemp(prefix="palace_pg-test-palaces-"))
 
 
+def remove_cache() -> None:
+    """At the session's end (conftest): the generated palaces go with the process that made them."""
+    generated.cache_clear()
+    shutil.rmtree(_CACHE, ignore_errors=True)
+
+
 @lru_cache(maxsize=None)
 def generated(drawers: int, seed: int) -> Path:
     """A generated palace (made once per session and size), inside its own parent folder."""

@@ -8,7 +8,6 @@ import os
 import shutil
 import socket
 import stat
-import subprocess
 import uuid
 
 import psycopg
@@ -16,6 +15,7 @@ import pytest
 
 from palace_pg.errors import ServerError
 from palace_pg.server import EmbeddedServer, install
+from palace_pg.testing.outsiders import outsider_attempts as _outsider_attempts
 
 
 def test_extensions_are_age_170_and_vector_086(fresh_db):
@@ -96,26 +96,6 @@ def test_db_create_makes_a_database_ready_for_a_migration(pg_server, capsys):
 
 
 # -- the lock: scram-sha-256, a 0600 passfile, the socket 0700 ---------------------------------
-def _as_nobody(*cmd: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["runuser", "-u", "nobody", "--", *cmd], capture_output=True, text=True, timeout=30,
-                          check=False)
-
-
-def _outsider_attempts(server: EmbeddedServer) -> dict:
-    """Another OS user tries every door: TCP without and with the passfile's path, the socket, a guess."""
-    psql = server._bin("psql")
-    base = ["-X", "-w", "-tA", "-c", "SELECT 'IN'"]
-    attempts = {
-        "tcp": [psql, "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "-d", "postgres", *base],
-        "tcp with the url": [psql, server.url("postgres"), *base],
-        "socket": [psql, "-h", str(server.run_dir), "-p", str(server.port), "-U", "postgres", "-d", "postgres",
-                   *base],
-        "tcp, guessed password": ["env", "PGPASSWORD=postgres", psql, "-h", "127.0.0.1", "-p", str(server.port),
-                                  "-U", "postgres", "-d", "postgres", *base],
-    }
-    return {name: _as_nobody(*cmd) for name, cmd in attempts.items()}
-
-
 def _assert_locked(server: EmbeddedServer) -> None:
     for name, proc in _outsider_attempts(server).items():
         assert proc.returncode != 0 and "IN" not in proc.stdout, (name, proc.stdout, proc.stderr)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -215,19 +217,54 @@ with open(out_file, "wb") as fh:
 """
 
 
+TAIL_PREFIX = "palace_pg-tail-"  # + the owning process's pid + "-": a folder whose owner died is found by it
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_orphaned_tails(root: Path | None = None) -> list[Path]:
+    """Remove the tail folders of processes that died (a SIGKILL runs no cleanup); returns what it removed."""
+    removed = []
+    for path in Path(root or tempfile.gettempdir()).glob(f"{TAIL_PREFIX}*-*"):
+        pid = path.name[len(TAIL_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 class TailRead:
     """{id: (document, metadata, float32 vector)} for ids chromadb holds, read in a throwaway process.
 
     chromadb replays its write queue exactly as MemPalace sees it.  The read
     starts at once and runs while the migrator does other work; ``result()``
     waits for it.  Ids chromadb does not return (deleted by a queued write) are absent.
+    Its temp folder goes when the result is read, on ``cancel()`` (the reader's close), on any error,
+    and, for a process that was killed, at the next TailRead's start (:func:`sweep_orphaned_tails`).
     """
 
     def __init__(self, palace: Path, name: str, ids: list[str], timeout: float = 600) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="palace_pg-tail-")
-        ids_file, self._out = Path(self._tmp.name) / "ids.json", Path(self._tmp.name) / "rows.pickle"
-        ids_file.write_text(json.dumps(ids))
-        self._child = ChromadbChild(_READ_IDS, [str(palace), name, str(ids_file), str(self._out)], timeout)
+        sweep_orphaned_tails()
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"{TAIL_PREFIX}{os.getpid()}-")
+        try:
+            ids_file, self._out = Path(self._tmp.name) / "ids.json", Path(self._tmp.name) / "rows.pickle"
+            ids_file.write_text(json.dumps(ids))
+            self._child = ChromadbChild(_READ_IDS, [str(palace), name, str(ids_file), str(self._out)], timeout)
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+
+    @property
+    def folder(self) -> Path:
+        return Path(self._tmp.name)
 
     def result(self) -> dict[str, tuple]:
         try:
@@ -235,6 +272,7 @@ class TailRead:
             with open(self._out, "rb") as fh:
                 return pickle.load(fh)  # written by our own child process just now
         finally:
+            self._child.kill()  # a no-op once it exited; a timeout must not leave it writing into the folder
             self._tmp.cleanup()
 
     def cancel(self) -> None:
