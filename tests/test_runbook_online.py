@@ -20,7 +20,7 @@ from palace_pg.runbook.board import ProgressBoard
 from palace_pg.source.chroma_reader import read_collection_facts
 from palace_pg.testing.chroma import copy_of
 from palaces import generated
-from test_sync import _write_through_mempalace
+from palace_pg.testing.mempalace_writes import write_through_mempalace as _write_through_mempalace
 
 
 def test_the_board_has_rows_for_snapshot_and_preflight_and_names_every_collection(fresh_db, tmp_path):
