@@ -74,9 +74,9 @@ def _raw_matches_exact(col, query_vec, k, chroma_where, exact) -> bool:
 
 
 def test_search_memories_agrees_on_chroma_and_postgres(text_palace, minilm_model, fresh_db, tmp_path, monkeypatch):
-    import chromadb
+    from mempalace.backends.chroma import ChromaBackend
     from mempalace.searcher import search_memories
-    from mempalace.searcher.candidates import _candidate_pool_limits
+    from mempalace.searcher import _candidate_pool_limits
 
     from palace_pg.backend import PostgresBackend
     from palace_pg.source import minilm
@@ -90,7 +90,7 @@ def test_search_memories_agrees_on_chroma_and_postgres(text_palace, minilm_model
     assert summary["status"] == "done" and summary["results"]["verify"]["differences"] == 0
     chroma_palace = cutover(palace, fresh_db)["backup"]
 
-    client = chromadb.PersistentClient(path=chroma_palace)
+    client = ChromaBackend.make_client(chroma_palace)  # MemPalace's settings: one client per path and settings
     stored = {}
     for name in ("mempalace_drawers", "mempalace_closets"):
         got = client.get_collection(name).get(include=["embeddings", "metadatas", "documents"])
