@@ -57,7 +57,7 @@ def _exact_ids(vectors: np.ndarray, ids: list[str], metas: list[dict], query: np
 
 
 def _where(wing, room):
-    from mempalace.searcher.filters import build_where_filter
+    from mempalace.searcher import build_where_filter
 
     return build_where_filter(wing, room)
 
