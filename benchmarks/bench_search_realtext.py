@@ -39,10 +39,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_search  # noqa: E402
-from bench_search import POOL_K, Case  # noqa: E402
-from palace_pg import metrics, query_sets  # noqa: E402
-from palace_pg.testing import backend as pg_testing  # noqa: E402
+import bench_search
+from bench_search import POOL_K, Case
+
+from palace_pg import query_sets
+from palace_pg.testing import backend as pg_testing
 
 log = logging.getLogger("bench_search_realtext")
 TEXT, MIXTURE = query_sets.TEXT, query_sets.MIXTURE
@@ -133,15 +134,7 @@ def main(argv=None) -> int:
 
     print(f"\nreal-text palace: {len(data.ids)} drawers ({', '.join(f'{w} {n}' for w, n in wings.items())}), "
           f"k={args.k}, load {result['machine']['load_average_start'][0]}")
-    print(f"{'search':<30} {'system':<9} {'plan':<9} {'k':>3} {'ef':>5} {'queries':<8} {'p50 ms':>7} "
-          f"{'p95 ms':>7} {'recall@k':>9} {'<1.0':>5} {'rows':>6} {'cpu ms':>7}")
-    for label in result["postgres"]:
-        for system in ("postgres", "chroma"):
-            if label in result.get(system, {}):
-                r = result[system][label]
-                print(f"{label:<30} {system:<9} {r.get('plan', ''):<9} {r['k']:>3} {r['ef_search'] or '-':>5} "
-                      f"{r['query_kind']:<8} {r['p50_ms']:>7.2f} {r['p95_ms']:>7.2f} {r['recall_at_k']:>9.4f} "
-                      f"{r['queries_below_1']:>5} {r['mean_rows']:>6.1f} {r.get('cpu_ms', r['client_cpu_ms']):>7.2f}")
+    bench_search.print_table(result, width=34)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")
     return 0

@@ -75,8 +75,7 @@ def _raw_matches_exact(col, query_vec, k, chroma_where, exact) -> bool:
 
 def test_search_memories_agrees_on_chroma_and_postgres(text_palace, minilm_model, fresh_db, tmp_path, monkeypatch):
     from mempalace.backends.chroma import ChromaBackend
-    from mempalace.searcher import search_memories
-    from mempalace.searcher import _candidate_pool_limits
+    from mempalace.searcher import _candidate_pool_limits, search_memories
 
     from palace_pg.backend import PostgresBackend
     from palace_pg.source import minilm
@@ -107,7 +106,7 @@ def test_search_memories_agrees_on_chroma_and_postgres(text_palace, minilm_model
     for question in QUERIES:
         query_vec = minilm.embed([question], function)[0]
         for wing_f, room_f in filters:
-            kwargs = dict(wing=wing_f, room=room_f, n_results=N_RESULTS, candidate_strategy="union")
+            kwargs = {"wing": wing_f, "room": room_f, "n_results": N_RESULTS, "candidate_strategy": "union"}
             on_pg = search_memories(question, str(palace), **kwargs)
             on_chroma = search_memories(question, chroma_palace, **kwargs)
             assert "error" not in on_pg and "error" not in on_chroma, (on_pg.get("error"), on_chroma.get("error"))

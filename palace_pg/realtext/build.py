@@ -25,13 +25,12 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
-
-import numpy as np
 
 from ..errors import PalacePgError
+from ..synth.closets import _ClosetCapture
 from ..synth.spec import CLOSETS, DRAWERS, KG_FILENAME, Progress, ProgressFn
 from ..synth.store import Store
 from ..synth.vectors import chroma_stable, minilm_function
@@ -41,28 +40,27 @@ from .embedder import LengthBatchedMiniLM
 log = logging.getLogger(__name__)
 
 AGENT = "mempalace"
-#: Texts embedded per round trip to Chroma (several files' chunks; a multiple of the length batches).
-WRITE_BLOCK = 512
+#: Drawers embedded and written per round (whole files' chunks): also how finely ``embed_budget_s`` is checked.
+WRITE_BLOCK = 128
 #: Chunks compared with MemPalace's own embedding function before the build.
 CHECK_SAMPLE = 24
-
-
-class _ClosetCapture:
-    """Stands in for the closets collection so MemPalace's ``upsert_closet_lines`` packs and numbers closets."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, str, dict]] = []
-
-    def upsert(self, *, documents, ids, metadatas) -> None:
-        self.rows.extend(zip(ids, documents, (dict(m) for m in metadatas)))
 
 
 def mine_file(item: corpus.SourceFile, text: str) -> tuple[list[tuple[str, str, dict]], list[tuple[str, str, dict]]]:
     """A file's drawer rows and closet rows, exactly as MemPalace's ``process_file`` builds them."""
     from mempalace.ids import make_drawer_id_from_chunk
-    from mempalace.miner import _build_drawer_metadata, _extract_content_date_with_source, _extract_entities_for_metadata
-    from mempalace.miner import MIN_CHUNK_SIZE, chunk_text
-    from mempalace.palace import NORMALIZE_VERSION, build_closet_lines, upsert_closet_lines
+    from mempalace.miner import (
+        MIN_CHUNK_SIZE,
+        _build_drawer_metadata,
+        _extract_content_date_with_source,
+        _extract_entities_for_metadata,
+        chunk_text,
+    )
+    from mempalace.palace import (
+        NORMALIZE_VERSION,
+        build_closet_lines,
+        upsert_closet_lines,
+    )
     from mempalace.source_identity import source_directory_identity
 
     content = text.strip()

@@ -19,9 +19,9 @@ import random
 import re
 import sys
 import sysconfig
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 #: Files larger than this are left out: one 2 MB changelog would crowd a small palace.
 MAX_FILE_BYTES = 400_000

