@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import _scratch_database
 
 from palace_pg import engine
 from palace_pg.cutover import cutover
@@ -151,7 +152,8 @@ def judged(minilm_model, pg_server, tmp_path_factory):
     facts = make_text_palace(root / "made" / "palace", drawers=240, seed=3)
     assert facts["embedding"]["check_min_cosine_vs_mempalace"] >= 0.9999
     palace = copy_of(root / "made" / "palace", root / "src")
-    dsn = pg_server.create_database(f"judge_{root.name[-12:].replace('-', '_')}")
+    database = _scratch_database(pg_server)  # a fresh, uniquely named database, dropped afterwards
+    dsn = next(database)
     mp = pytest.MonkeyPatch()
     mp.setenv("MEMPALACE_CONFIG_DIR", str(root / "config"))
     mp.delenv("PALACE_PG_DSN", raising=False)
@@ -164,6 +166,7 @@ def judged(minilm_model, pg_server, tmp_path_factory):
         yield judge(palace, chroma_palace, [(None, None), (wing, None), (wing, room)])
     finally:
         mp.undo()
+        next(database, None)
 
 
 def test_postgres_vector_search_is_exact_for_mempalaces_pools(judged):
