@@ -299,6 +299,19 @@ def run_chroma(data, queries: dict, truths: dict, case_list: list[Case], *, roun
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def print_table(result: dict, width: int = 28) -> None:
+    """One row per case and system: plan, k, ef_search, query kind, latency, recall (shared with bench_search_realtext)."""
+    print(f"{'search':<{width}} {'system':<9} {'plan':<9} {'k':>3} {'ef':>5} {'queries':<16} {'p50 ms':>7} "
+          f"{'p95 ms':>7} {'recall@k':>9} {'<1.0':>5} {'rows':>6} {'cpu ms':>7}")
+    for label in result["postgres"]:
+        for system in ("postgres", "chroma"):
+            if label in result.get(system, {}):
+                r = result[system][label]
+                print(f"{label:<{width}} {system:<9} {r.get('plan', ''):<9} {r['k']:>3} {r['ef_search'] or '-':>5} "
+                      f"{r['query_kind']:<16} {r['p50_ms']:>7.2f} {r['p95_ms']:>7.2f} {r['recall_at_k']:>9.4f} "
+                      f"{r['queries_below_1']:>5} {r['mean_rows']:>6.1f} {r.get('cpu_ms', r['client_cpu_ms']):>7.2f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=160_000)
@@ -373,15 +386,7 @@ def main(argv=None) -> int:
 
     print(f"\n{args.rows} drawers, {args.queries} queries, k={args.k}, shared_buffers {server['shared_buffers']}, "
           f"HNSW {server['hnsw_index_bytes'] // 2**20} MB")
-    print(f"{'search':<28} {'system':<9} {'plan':<9} {'k':>3} {'ef':>5} {'queries':<16} {'p50 ms':>7} "
-          f"{'p95 ms':>7} {'recall@k':>9} {'<1.0':>5} {'rows':>6} {'cpu ms':>7}")
-    for label in result["postgres"]:
-        for system in ("postgres", "chroma"):
-            if label in result.get(system, {}):
-                r = result[system][label]
-                print(f"{label:<28} {system:<9} {r.get('plan', ''):<9} {r['k']:>3} {r['ef_search'] or '-':>5} "
-                      f"{r['query_kind']:<16} {r['p50_ms']:>7.2f} {r['p95_ms']:>7.2f} {r['recall_at_k']:>9.4f} "
-                      f"{r['queries_below_1']:>5} {r['mean_rows']:>6.1f} {r.get('cpu_ms', r['client_cpu_ms']):>7.2f}")
+    print_table(result)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")
     return 0

@@ -50,14 +50,29 @@ class _Lines:
         print(f"make-palace: {text}", file=self.stream, flush=True)
 
 
+def _make_text_palace(args, progress):
+    """``--text local``: real local text, real MiniLM vectors (the only vectors real text can have)."""
+    from ..errors import PalacePgError
+    from ..realtext import make_text_palace
+
+    if args.vectors == "synthetic":
+        raise PalacePgError("--text local embeds real text with MiniLM: --vectors synthetic does not apply",
+                            "drop --vectors or use --vectors minilm")
+    return make_text_palace(args.out, drawers=args.drawers, seed=args.seed, progress=progress,
+                            embed_budget_s=args.embed_budget)
+
+
 def cmd_make_palace(args) -> int:
     from ..synth import make_palace
 
     progress = _Bar(sys.stderr) if sys.stderr.isatty() else _Lines(sys.stderr)
     try:
-        facts = make_palace(args.out, drawers=args.drawers, seed=args.seed, progress=progress,
-                            kg_entities=args.kg_entities, kg_triples=args.kg_triples, assets=not args.no_assets,
-                            vectors=args.vectors, scratch=None if args.scratch == "none" else args.scratch)
+        if args.text == "local":
+            facts = _make_text_palace(args, progress)
+        else:
+            facts = make_palace(args.out, drawers=args.drawers, seed=args.seed, progress=progress,
+                                kg_entities=args.kg_entities, kg_triples=args.kg_triples, assets=not args.no_assets,
+                                vectors=args.vectors, scratch=None if args.scratch == "none" else args.scratch)
     finally:
         progress.close()
     print_json(facts)
@@ -78,4 +93,10 @@ def register(sub) -> None:
     mk.add_argument("--scratch", default="auto",
                     help="where to build before copying into OUT: auto (/dev/shm when it has room), a folder, "
                          "or 'none' to build in place")
+    mk.add_argument("--text", choices=["synthetic", "local"], default="synthetic",
+                    help="generated text of every MemPalace writer kind (synthetic), or this machine's own man pages, "
+                         "Python standard library, /usr/share/doc and installed packages, mined as MemPalace's miner "
+                         "chunks them and embedded with the real MiniLM (local; needs the ONNX model)")
+    mk.add_argument("--embed-budget", type=float, default=None, metavar="SECONDS",
+                    help="with --text local: stop taking new files once embedding has taken this long")
     mk.set_defaults(func=cmd_make_palace)

@@ -1,0 +1,48 @@
+"""Held-out questions for a palace of local text: what someone asks of man pages, Python's sources and package
+docs.  None of them is a stored document; each is embedded with the real MiniLM as MemPalace embeds a query.
+"""
+
+from __future__ import annotations
+
+QUESTIONS = (
+    "how do I list files sorted by modification time",
+    "parse command line arguments with subcommands",
+    "copy a directory tree while preserving permissions",
+    "what license is this package distributed under",
+    "how to compress a file with gzip from the shell",
+    "find files larger than a given size",
+    "read a csv file into a list of dictionaries",
+    "what changed in the latest upstream release",
+    "how does the event loop schedule coroutines",
+    "set a timeout on a socket connection",
+    "show disk usage of each directory",
+    "encode and decode base64 data",
+    "how to configure logging to write to a file",
+    "kill a process by its name",
+    "compare two text files line by line",
+    "generate a random password or token",
+    "how are unicode strings normalized",
+    "change the owner and group of a file",
+    "schedule a job to run every night",
+    "parse an email message and its attachments",
+    "create a temporary directory that is removed afterwards",
+    "regular expression to match an ip address",
+    "how to make an http request with headers",
+    "format dates and times in iso 8601",
+    "who maintains the debian package",
+    "retry a failed network call with backoff",
+    "serialize python objects to json",
+    "print the environment variables of the shell",
+    "split a large file into smaller pieces",
+    "what is the default configuration file location",
+    "thread pool for running tasks concurrently",
+    "verify a checksum of a downloaded file",
+    "how to mount a filesystem",
+    "convert a string to bytes with a given encoding",
+    "search text in files recursively",
+    "how does garbage collection handle reference cycles",
+    "list open network ports and connections",
+    "manage kubernetes pods and deployments",
+    "define a data class with default values",
+    "archive files into a tar with compression",
+)
