@@ -23,7 +23,7 @@ from palace_pg.source.kg_reader import resolve_kg_path
 from palace_pg.source.snapshot import hash_palace
 from palace_pg.target_db import state
 from palace_pg.target_db.fingerprint import target_fingerprint
-from palace_pg.testing.chroma import copy_of
+from palace_pg.testing.chroma import copy_of, unit_vectors
 from palace_pg.testing.mempalace_writes import (
     write_through_mempalace as _write_through_mempalace,
 )
@@ -235,3 +235,25 @@ def test_a_cutover_killed_between_its_renames_is_finished_by_the_rerun(pg_server
     assert (palace / "palace_pg.json").is_file() and not palace.with_name(palace.name + PREPARED_SUFFIX).exists()
     with connect(fresh_db) as conn:
         assert state.get_meta(conn, "cutover")["backup"] == str(backups[0])
+
+
+def test_a_large_delta_is_written_by_two_connections_to_the_same_target_as_a_fresh_migration(pg_server, fresh_db,
+                                                                                               tmp_path):
+    from mempalace.backends.chroma import ChromaBackend
+
+    from palace_pg.sync.rows import PARALLEL_MIN_ROWS
+
+    palace = copy_of(generated(700, 21), tmp_path / "src")
+    engine.migrate(_opts(palace, fresh_db, tmp_path, online=True, recall_queries=0))
+    drawers = ChromaBackend().get_collection(str(palace), "mempalace_drawers")
+    got = drawers.get(limit=PARALLEL_MIN_ROWS + 40, include=["metadatas"])
+    ids = list(got.ids if hasattr(got, "ids") else got["ids"])
+    drawers.upsert(ids=ids, documents=[f"rewritten {i}" for i in range(len(ids))],
+                   metadatas=[{"wing": "big", "n": i} for i in range(len(ids))],
+                   embeddings=unit_vectors(len(ids), seed=70).tolist())
+    result = engine.sync(_opts(palace, fresh_db, tmp_path, online=True, batch_size=64))
+    assert result["collections"]["mempalace_drawers"]["updated"] == len(ids)
+    assert engine.verify(_opts(palace, fresh_db, tmp_path, recall_queries=0))["differences"] == 0
+    with connect(fresh_db) as conn:
+        caught_up = target_fingerprint(conn, with_seq=False)
+    assert caught_up == _fresh_migration_fingerprint(pg_server, palace, tmp_path, "t_sync_fresh_big")

@@ -16,7 +16,9 @@ uninterrupted one write the same values.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +32,9 @@ from ..target_db.loader import copy_batch, document_digest, prepare_metadata, st
 from .changes import CollectionChanges
 
 log = logging.getLogger(__name__)
+
+#: Below this many rows to write, one connection does it (a second one costs more than it saves).
+PARALLEL_MIN_ROWS = 256
 
 
 @dataclass
@@ -74,9 +79,30 @@ def _forget(conn: psycopg.Connection, table: str, collection: str, ids: list[str
             schema.qualified(bookkeeping)), [collection, ids])
 
 
+def _write_batch(conn: psycopg.Connection, table: str, facts: CollectionFacts, batch: list[tuple[str, int]],
+                 fresh: dict):
+    """Rewrite these rows with their digests in one transaction; a row keeps the ``seq`` it had."""
+    ids = [rid for rid, _ in batch]
+    with conn.transaction():
+        kept_seq = dict(conn.execute(sql.SQL("SELECT id, seq FROM {} WHERE id = ANY(%s)").format(
+            schema.qualified(table)), [ids]).fetchall())
+        _forget(conn, table, facts.name, [stored_id(rid) for rid in ids])
+        rows = [fresh[rid] for rid in ids]
+        result = copy_batch(conn, table, facts.name, ids=ids, documents=[r[0] for r in rows],
+                            metadatas=[r[1] for r in rows],
+                            embeddings=np.stack([np.asarray(r[2], dtype=np.float32) for r in rows]),
+                            dimension=facts.dimension, seqs=[kept_seq.get(rid, seq) for rid, seq in batch])
+        crash_point("sync")
+    return result
+
+
 def sync_rows(conn: psycopg.Connection, read_rows, facts: CollectionFacts, table: str, changes: CollectionChanges, *,
-              batch_size: int, emit) -> RowChanges:
-    """``read_rows(ids)`` gives {id: (document, metadata, vector)} for the ids the palace holds now."""
+              batch_size: int, emit, extra_writer=None) -> RowChanges:
+    """``read_rows(ids)`` gives {id: (document, metadata, vector)} for the ids the palace holds now.
+
+    ``extra_writer()``, a context manager giving a second connection, lets a large delta be written
+    by two server processes at once (disjoint ids, each batch its own transaction with its digests).
+    """
     out = RowChanges()
     t = time.monotonic()
     known = {r[0] for r in conn.execute(sql.SQL("SELECT id FROM {} WHERE collection = %s").format(
@@ -105,25 +131,34 @@ def sync_rows(conn: psycopg.Connection, read_rows, facts: CollectionFacts, table
         out.deleted = len(deleted)
         crash_point("sync")
     t = out.lap("delete", t)
-    for start in range(0, len(write), batch_size):
-        batch = write[start: start + batch_size]
-        ids = [rid for rid, _ in batch]
-        with conn.transaction():
-            kept_seq = dict(conn.execute(sql.SQL("SELECT id, seq FROM {} WHERE id = ANY(%s)").format(
-                schema.qualified(table)), [ids]).fetchall())
-            _forget(conn, table, facts.name, [stored_id(rid) for rid in ids])
-            rows = [fresh[rid] for rid in ids]
-            result = copy_batch(conn, table, facts.name, ids=ids, documents=[r[0] for r in rows],
-                                metadatas=[r[1] for r in rows],
-                                embeddings=np.stack([np.asarray(r[2], dtype=np.float32) for r in rows]),
-                                dimension=facts.dimension, seqs=[kept_seq.get(rid, seq) for rid, seq in batch])
-            crash_point("sync")
-        updated = sum(1 for rid in ids if stored_id(rid) in known)
-        out.updated += updated
-        out.added += len(ids) - updated
-        out.rejected += result.rejected
-        for rej in result.rejected:
-            log.warning("rejected %s/%s: %s", facts.name, rej["id"], rej["reason"])
-        emit(facts.name, len(deleted) + start + len(batch), total)
+    shards = [write]
+    if extra_writer is not None and len(write) >= PARALLEL_MIN_ROWS:
+        # HNSW inserts are the cost (a graph search each): two server processes share them
+        half = (len(write) + 1) // 2
+        shards = [write[:half], write[half:]]
+    lock = threading.Lock()
+    done = [len(deleted)]
+
+    def write_shard(shard_conn: psycopg.Connection, shard: list[tuple[str, int]]) -> None:
+        for start in range(0, len(shard), batch_size):
+            batch = shard[start: start + batch_size]
+            result = _write_batch(shard_conn, table, facts, batch, fresh)
+            updated = sum(1 for rid, _ in batch if stored_id(rid) in known)
+            with lock:
+                out.updated += updated
+                out.added += len(batch) - updated
+                out.rejected += result.rejected
+                done[0] += len(batch)
+                emit(facts.name, done[0], total)
+            for rej in result.rejected:
+                log.warning("rejected %s/%s: %s", facts.name, rej["id"], rej["reason"])
+
+    if len(shards) == 1:
+        write_shard(conn, write)
+    else:
+        with extra_writer() as second, ThreadPoolExecutor(max_workers=1, thread_name_prefix="palace_pg-sync") as pool:
+            job = pool.submit(write_shard, second, shards[1])
+            write_shard(conn, shards[0])
+            job.result()
     out.lap("write", t)
     return out

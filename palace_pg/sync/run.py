@@ -62,7 +62,9 @@ def sync_target(conn: psycopg.Connection, src: SourcePalace, *, batch_size: int 
         kg_job = pool.submit(_timed, _kg_on_own_connection, dsn, src) if kg_changed and dsn else None
         t0 = time.monotonic()
         if chroma_changed:
-            _sync_collections(conn, src, marks, out, batch_size, emit)
+            extra_writer = (lambda: connect(dsn, autocommit=True, application_name="palace_pg sync (rows)")) \
+                if dsn else None
+            _sync_collections(conn, src, marks, out, batch_size, emit, extra_writer)
             out["parts"]["collections"] = round(time.monotonic() - t0, 2)
         if kg_changed:
             seconds, (out["kg"], out["kg_proof"]) = kg_job.result() if kg_job else _timed(sync_kg, conn, *src.kg())
@@ -99,7 +101,7 @@ def _kg_on_own_connection(dsn: str, src: SourcePalace):
 
 
 def _sync_collections(conn: psycopg.Connection, src: SourcePalace, marks: dict, out: dict, batch_size: int,
-                      emit) -> None:
+                      emit, extra_writer=None) -> None:
     held = dict(conn.execute(sql.SQL("SELECT name, table_name FROM {}").format(
         schema.qualified("collections"))).fetchall())
     dropped = sorted(held.keys() - {c.name for c in src.collections})
@@ -110,7 +112,8 @@ def _sync_collections(conn: psycopg.Connection, src: SourcePalace, marks: dict, 
         table = held.get(facts.name) or _add_collection(conn, src, facts)
         changes = changes_since(src.snapshot.palace, facts, int(marks.get(facts.name, -1)))
         result = sync_rows(conn, lambda ids, name=facts.name: src.reader.rows(name, ids), facts, table, changes,
-                           batch_size=batch_size, emit=lambda unit, done, total: emit(unit, done, total))
+                           batch_size=batch_size, emit=lambda unit, done, total: emit(unit, done, total),
+                           extra_writer=extra_writer)
         out["collections"][facts.name] = result.as_dict()
         if result.written:
             with conn.transaction():
